@@ -1,0 +1,13 @@
+"""Keras networks exposing block features through named outputs."""
+
+from nets.resnet import ResNet, feature_names
+
+NETWORKS = {"ResNet": ResNet}
+
+
+def get_network(name):
+    """The network builder registered under `name` (TF1 `--model_name`)."""
+    if name not in NETWORKS:
+        raise ValueError(
+            f"Unknown model_name {name!r}; valid: {', '.join(sorted(NETWORKS))}.")
+    return NETWORKS[name]

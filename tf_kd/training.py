@@ -1,0 +1,151 @@
+"""One training run, as TF1's `train_w_distill.py` does it, on Keras `fit`.
+
+Writes into `train_dir` what TF1 wrote (`log.mat` with `training_acc` and
+`validation_acc` in percent, `train_params.mat` with the main scope's
+variables, TensorBoard events) plus the trained network as `model.keras` and a
+SavedModel (`saved_model/`). A `backup/` directory holds the state of an
+unfinished run so that `resume=True` continues it from its last epoch.
+"""
+
+import dataclasses
+import os
+import shutil
+
+import keras
+import numpy as np
+import scipy.io as sio
+import tensorflow as tf
+
+import dataloader
+import nets
+from tf_kd import optimizers, schedules, tf1_weights
+from tf_kd.distillers import get_distiller
+
+
+@dataclasses.dataclass
+class Config:
+    """The run's settings; `train.py` fills them from its flags."""
+    train_dir: str = "test"
+    Distillation: str = "None"
+    dataset: str = "cifar100"
+    model_name: str = "ResNet"
+    main_scope: str = "Student"
+    train_epoch: int = 100
+    init_epoch: int = -1          # -1: the method's TF1 value
+    batch_size: int = 128
+    val_batch_size: int = 200
+    learning_rate: float = 0.1
+    weight_decay: float = 5e-4
+    seed: int = 0
+    teacher: str = ""
+    width: float = 1.0
+    train_subset: int = 0
+    test_subset: int = 0
+    data_dir: str = ""
+    resume: bool = False
+    overwrite: bool = False
+    verbose: int = 1
+
+
+class TrainingLog(keras.callbacks.Callback):
+    """Keeps TF1's `log.mat` up to date after every epoch (accuracies in %)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.log = {"training_acc": [], "validation_acc": []}
+        if os.path.exists(path):
+            saved = sio.loadmat(path)
+            self.log = {k: list(np.ravel(saved[k])) for k in self.log}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # A resumed run restarts at `epoch`: forget what came after it.
+        self.log = {k: v[:epoch] for k, v in self.log.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.log["training_acc"].append(100 * logs["accuracy"])
+        self.log["validation_acc"].append(100 * logs["val_accuracy"])
+        sio.savemat(self.path, self.log)
+
+
+def build_network(config, data, scope):
+    return nets.get_network(config.model_name)(
+        input_shape=data.image_shape, num_classes=data.num_classes,
+        scope=scope, width=config.width, weight_decay=config.weight_decay)
+
+
+def build_distiller(config, data):
+    """The distiller of `config.Distillation`, teacher weights loaded."""
+    method = get_distiller(config.Distillation)
+    student = build_network(config, data, config.main_scope)
+    kwargs = {}
+    if method.needs_teacher:
+        teacher = build_network(config, data, "Teacher")
+        if method.pretrained_teacher:
+            if not config.teacher:
+                raise ValueError(
+                    f"--Distillation={config.Distillation} needs a trained "
+                    "teacher: pass --teacher=<.mat or .keras file>.")
+            n = tf1_weights.load_weights(teacher, config.teacher)
+            print(f"{n} Teacher params assigned")
+        kwargs["teacher"] = teacher
+    if config.init_epoch >= 0:
+        kwargs["init_epoch"] = config.init_epoch
+    return method(student, **kwargs)
+
+
+def prepare_train_dir(config):
+    backup = os.path.join(config.train_dir, "backup")
+    finished = os.path.exists(os.path.join(config.train_dir, "train_params.mat"))
+    if os.path.exists(backup) and not (config.resume or config.overwrite):
+        raise FileExistsError(
+            f"{config.train_dir} holds an interrupted run: pass --resume to "
+            "continue it or --overwrite to start again.")
+    if finished and not config.overwrite and not os.path.exists(backup):
+        raise FileExistsError(
+            f"{config.train_dir} holds a finished run: choose another "
+            "--train_dir or pass --overwrite.")
+    if config.overwrite:
+        shutil.rmtree(config.train_dir, ignore_errors=True)
+    os.makedirs(config.train_dir, exist_ok=True)
+    return backup
+
+
+def train(config):
+    """Run one training job; returns the Keras `History`."""
+    backup = prepare_train_dir(config)
+    keras.utils.set_random_seed(config.seed)
+    data = dataloader.load(config.dataset, data_dir=config.data_dir or None,
+                           train_subset=config.train_subset or None,
+                           test_subset=config.test_subset or None,
+                           seed=config.seed)
+    train_set = dataloader.train_pipeline(data, config.batch_size,
+                                          seed=config.seed)
+    test_set = dataloader.test_pipeline(data, config.val_batch_size)
+
+    distiller = build_distiller(config, data)
+    distiller.compile(optimizer=optimizers.Momentum(config.learning_rate))
+    init_epoch = distiller.init_epoch
+
+    def schedule(epoch):
+        return schedules.learning_rate(epoch, config.learning_rate, init_epoch,
+                                       config.train_epoch)
+
+    callbacks = [
+        schedules.EpochSchedule(schedule),
+        TrainingLog(os.path.join(config.train_dir, "log.mat")),
+        keras.callbacks.TensorBoard(config.train_dir, profile_batch=0),
+        keras.callbacks.BackupAndRestore(backup),
+    ]
+    history = distiller.fit(train_set, validation_data=test_set,
+                            epochs=init_epoch + config.train_epoch,
+                            callbacks=callbacks, verbose=config.verbose)
+    save_network(distiller.student, config.train_dir)
+    return history
+
+
+def save_network(network, train_dir):
+    """`train_params.mat` (TF1 keys), `model.keras` and a SavedModel."""
+    tf1_weights.save_mat(network, os.path.join(train_dir, "train_params.mat"))
+    network.save(os.path.join(train_dir, "model.keras"))
+    network.export(os.path.join(train_dir, "saved_model"), verbose=False)
