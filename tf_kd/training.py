@@ -111,8 +111,13 @@ def prepare_train_dir(config):
     return backup
 
 
-def train(config):
-    """Run one training job; returns the Keras `History`."""
+def train(config, callbacks=()):
+    """Run one training job; returns the Keras `History`. `callbacks` are
+    added to the run's own."""
+    get_distiller(config.Distillation)      # fail on a bad name before any work
+    if config.dataset not in dataloader.DATASETS:
+        raise ValueError(f"Unknown dataset {config.dataset!r}; valid: "
+                         f"{', '.join(dataloader.DATASETS)}.")
     backup = prepare_train_dir(config)
     keras.utils.set_random_seed(config.seed)
     data = dataloader.load(config.dataset, data_dir=config.data_dir or None,
@@ -136,6 +141,7 @@ def train(config):
         TrainingLog(os.path.join(config.train_dir, "log.mat")),
         keras.callbacks.TensorBoard(config.train_dir, profile_batch=0),
         keras.callbacks.BackupAndRestore(backup),
+        *callbacks,
     ]
     history = distiller.fit(train_set, validation_data=test_set,
                             epochs=init_epoch + config.train_epoch,

@@ -1,9 +1,28 @@
-"""Distillation methods, grouped as in the TF1 repository by kind of knowledge."""
+"""Distillation methods, grouped as in the TF1 repository by kind of knowledge:
+response (`response.py`), multi-connection (`multiple.py`), shared
+representation (`shared.py`) and relation (`relation.py`)."""
 
-from tf_kd.distillers.base import Baseline, Distiller
+from tf_kd.distillers.base import Baseline, Distiller, InitializationDistiller
+from tf_kd.distillers.multiple import VID, ABDistillation, AttentionTransfer, FitNet
+from tf_kd.distillers.relation import MHGD, RKD
+from tf_kd.distillers.response import DML, FactorTransfer, SoftLogits
+from tf_kd.distillers.shared import FSP, KDEID, KDSVD
 
+# The TF1 `--Distillation` keys.
 DISTILLERS = {
     "None": Baseline,
+    "Soft_logits": SoftLogits,
+    "DML": DML,
+    "FT": FactorTransfer,
+    "FitNet": FitNet,
+    "AT": AttentionTransfer,
+    "AB": ABDistillation,
+    "VID": VID,
+    "FSP": FSP,
+    "KD-SVD": KDSVD,
+    "KD-EID": KDEID,
+    "RKD": RKD,
+    "MHGD": MHGD,
 }
 
 

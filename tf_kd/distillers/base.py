@@ -60,6 +60,7 @@ class Distiller(keras.Model):
         each phase can update its own subset."""
         super().compile(optimizer=optimizer, **kwargs)
         self.optimizer.build(self.trainable_variables)
+        self.built = True   # every part was built on construction
 
     def on_epoch_begin(self, epoch):
         """Called by `tf_kd.schedules.EpochSchedule` before every epoch."""
@@ -70,7 +71,7 @@ class Distiller(keras.Model):
             self.make_train_function(force=True)
 
     def test_step(self, data):
-        images, labels = data
+        images, labels = unpack(data)
         logits = self.student(images, training=False)["logits"]
         self.loss_tracker.update_state(class_loss(labels, logits))
         self.accuracy_tracker.update_state(labels, logits)
@@ -78,10 +79,11 @@ class Distiller(keras.Model):
                 "accuracy": self.accuracy_tracker.result()}
 
     # -- helpers for train_step -----------------------------------------------
-    def weight_decay(self):
-        """Sum of the regularisation losses of every trainable variable
-        (TF1 `tf.losses.get_regularization_losses()`)."""
-        losses = self.losses
+    def weight_decay(self, module=None):
+        """Sum of the regularisation losses of the trainable variables of
+        `module` (default: the distiller, i.e. the student and the method's
+        parts; TF1 `tf.losses.get_regularization_losses()`)."""
+        losses = (module or self).losses
         return tf.add_n(losses) if losses else tf.constant(0.0)
 
     def teacher_outputs(self, images):
@@ -91,8 +93,45 @@ class Distiller(keras.Model):
         """Differentiate `loss` (a mean over the local batch) and update
         `variables`; under `tf.distribute` the loss is scaled so that the
         summed replica gradients are those of the global-batch mean."""
-        gradients = tape.gradient(scale_for_replicas(loss), variables)
-        self.optimizer.apply(gradients, variables)
+        gradients = replica_gradients(tape, loss, variables)
+        self.optimizer.apply(*zip(*[(g, v) for g, v in zip(gradients, variables)
+                                    if g is not None]))
+
+    def apply_distillation_gradients(self, distillation_loss, decay, tape,
+                                     variables):
+        """TF1 `Optimizer_w_Initializer`'s distillation phase: only the
+        variables the distillation loss reaches are updated, by the gradient
+        of `distillation_loss + decay`. `tape` (persistent) recorded both."""
+        gradients = replica_gradients(tape, distillation_loss, variables)
+        decays = replica_gradients(tape, decay, variables)
+        pairs = [(g + w if w is not None else g, v)
+                 for g, w, v in zip(gradients, decays, variables) if g is not None]
+        self.optimizer.apply(*zip(*pairs))
+
+    def apply_clipped_gradients(self, class_loss, decay, distillation_loss,
+                                tape, variables, clip_factor):
+        """TF1 `Optimizer_w_Distillation` for KD-SVD and `Optimizer_w_MHGD`:
+        per variable, `g_CE + g_decay + clip_by_norm(g_dist, ||g_CE|| *
+        clip_factor)`. Under `tf.distribute` the gradients are summed over
+        replicas before clipping, so the bound uses the global-batch gradient.
+        `tape` (persistent) recorded the three losses."""
+        parts = [cross_replica_sum(replica_gradients(tape, loss, variables))
+                 for loss in (class_loss, decay, distillation_loss)]
+        # TF1 leaves a variable the class loss does not reach untouched; the
+        # optimizer sums over replicas again, so each replica hands its share
+        pairs = [(clipped_sum(c, w, d, clip_factor) / num_replicas(), v)
+                 for c, w, d, v in zip(*parts, variables) if c is not None]
+        self.optimizer.apply(*zip(*pairs))
+
+    def class_step(self, data):
+        """A training step on `CE + weight decay` (TF1 `Distillation=None`
+        and the main phase of the initialisation methods)."""
+        images, labels = unpack(data)
+        with tf.GradientTape() as tape:
+            logits = self.student(images, training=True)["logits"]
+            loss = class_loss(labels, logits) + self.weight_decay()
+        self.apply_gradients(loss, tape, self.trainable_variables)
+        return self.report(loss, labels, logits)
 
     def report(self, loss, labels, logits, distillation_loss=None):
         """Update the metrics shown by the progress bar and return them."""
@@ -103,20 +142,55 @@ class Distiller(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
+def unpack(data):
+    """`(images, labels)` of a batch (Keras may append sample weights)."""
+    images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return images, labels
+
+
 def class_loss(labels, logits):
     """TF1 `softmax_cross_entropy` with one-hot labels, averaged."""
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.cast(labels, tf.int32), logits=logits))
 
 
+def clipped_sum(class_grad, decay_grad, distillation_grad, clip_factor):
+    """`g_CE + g_decay + clip_by_norm(g_dist, ||g_CE|| * clip_factor)`."""
+    total = class_grad
+    if decay_grad is not None:
+        total = total + decay_grad
+    if distillation_grad is not None:
+        bound = tf.norm(class_grad) * clip_factor
+        total = total + tf.clip_by_norm(distillation_grad, bound)
+    return total
+
+
+def sigmoid(x):
+    """TF1 `op_util.sigmoid(x, 0)`: the logistic function, 1 above 1 - 1e-8."""
+    s = 1 / (1 + tf.exp(-tf.cast(x, tf.float32)))
+    return tf.where(s > 1 - 1e-8, tf.ones_like(s), s)
+
+
+def cross_replica_sum(gradients):
+    """Sum gradients over replicas (identity outside `tf.distribute`)."""
+    context = tf.distribute.get_replica_context()
+    if num_replicas() == 1 or context is None:
+        return gradients
+    present = [g for g in gradients if g is not None]
+    summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
+    return [next(summed) if g is not None else None for g in gradients]
+
+
 def num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-def scale_for_replicas(loss):
-    """`loss / number of replicas`: gradients summed over replicas then give
-    the gradient of the mean over the global batch."""
-    return loss / num_replicas()
+def replica_gradients(tape, loss, variables):
+    """Gradients of `loss / number of replicas`: summed over the replicas
+    they give the gradient of the mean over the global batch."""
+    replicas = num_replicas()
+    return [g / replicas if g is not None else None
+            for g in tape.gradient(loss, variables)]
 
 
 class Baseline(Distiller):
@@ -125,10 +199,33 @@ class Baseline(Distiller):
     needs_teacher = False
 
     def train_step(self, data):
-        images, labels = data
-        variables = self.student.trainable_variables
-        with tf.GradientTape() as tape:
-            logits = self.student(images, training=True)["logits"]
-            loss = class_loss(labels, logits) + self.weight_decay()
-        self.apply_gradients(loss, tape, variables)
-        return self.report(loss, labels, logits)
+        return self.class_step(data)
+
+
+class InitializationDistiller(Distiller):
+    """Methods that use the teacher only to initialise the student (TF1
+    `Optimizer_w_Initializer`: FitNet, FSP, AB).
+
+    During the `init_epoch` initialisation epochs the variables the
+    distillation loss reaches train on `distillation + weight decay`;
+    afterwards the student trains on `CE + weight decay` alone. TF1 meant to
+    reset the momentum at the switch, but its variable-name test never
+    matches, so nothing is reset, here either. Subclasses define
+    `distillation_loss(student_outputs, teacher_outputs)`.
+    """
+
+    default_init_epoch = 40
+
+    def train_step(self, data):
+        if not self.initializing:
+            return self.class_step(data)
+        images, labels = unpack(data)
+        teacher = self.teacher_outputs(images)
+        with tf.GradientTape(persistent=True) as tape:
+            student = self.student(images, training=True)
+            distillation = self.distillation_loss(student, teacher)
+            decay = self.weight_decay()
+        self.apply_distillation_gradients(distillation, decay, tape,
+                                          self.trainable_variables)
+        del tape
+        return self.report(distillation, labels, student["logits"], distillation)

@@ -1,0 +1,66 @@
+"""Fashion-MNIST (28x28x1, 10 classes) from local IDX files, gzip'd or not.
+
+Looked up in `data_dir`, then in Debian's `dataset-fashion-mnist` package
+(`/usr/share/datasets/fashion-mnist/`), then in the Keras cache
+(`$KERAS_HOME/datasets/fashion-mnist/`, default `~/.keras/...`).
+"""
+
+import gzip
+import os
+
+import numpy as np
+
+from dataloader import keras_cache
+
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_UNSIGNED_BYTE = 0x08
+
+
+def load(data_dir=None):
+    """`(train_images, train_labels), (test_images, test_labels)`: uint8
+    images of shape [N, 28, 28, 1], int32 labels."""
+    tried = ([data_dir] if data_dir else []) + [
+        DEBIAN_DIR, os.path.join(keras_cache.datasets_dir(), "fashion-mnist")]
+    for directory in tried:
+        paths = [_find(directory, name) for name in FILES]
+        if all(paths):
+            train_images, train_labels, test_images, test_labels = map(read_idx, paths)
+            return ((train_images[..., None], train_labels.astype(np.int32)),
+                    (test_images[..., None], test_labels.astype(np.int32)))
+    raise FileNotFoundError(
+        f"Fashion-MNIST IDX files ({', '.join(FILES)}, optionally .gz) not "
+        f"found in: {', '.join(tried)}. Install the Debian package "
+        "`dataset-fashion-mnist` (apt-get install dataset-fashion-mnist) or "
+        "pass --data_dir.")
+
+
+def _find(directory, name):
+    """`directory/name.gz` or `directory/name`, whichever exists, else None."""
+    for path in (os.path.join(directory, name + ".gz"), os.path.join(directory, name)):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_idx(path):
+    """An unsigned-byte IDX file (gzip'd if its name ends in .gz) as an array:
+    magic 0x00 0x00 0x08 <ndim>, then ndim big-endian uint32 sizes, then the
+    data."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[:2] != b"\0\0":
+        raise ValueError(f"{path} is not an IDX file (bad magic number).")
+    if raw[2] != _UNSIGNED_BYTE:
+        raise ValueError(f"{path}: IDX data type 0x{raw[2]:02x} is not unsigned byte.")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header.")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
+    data = np.frombuffer(raw, np.uint8, offset=header)
+    if data.size != np.prod(shape, dtype=np.int64):
+        raise ValueError(f"{path}: {data.size} bytes of data for shape {shape}.")
+    return data.reshape(shape)

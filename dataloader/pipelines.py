@@ -1,0 +1,48 @@
+"""tf.data pipelines over a loaded `Dataset`, one pass per epoch.
+
+TF1 (`train_w_distill.py`) fed full batches of 128 from a shuffled index list
+and validated on batches of 200; here the training set is reshuffled on every
+iteration (each Keras epoch) and the last partial batch is dropped, while the
+test set is read in order with its last partial batch kept."""
+
+import tensorflow as tf
+
+from dataloader import preprocessing
+
+
+def train_pipeline(data, batch_size, seed=None):
+    """Shuffled, augmented `(images, labels)` batches of `data`'s training set:
+    float32 normalised NHWC images and int32 labels."""
+    count = len(data.train_labels)
+    if count < batch_size:
+        raise ValueError(f"{count} training examples make no full batch of "
+                         f"{batch_size}.")
+    examples = tf.data.Dataset.from_tensor_slices(
+        (data.train_images, data.train_labels))
+    examples = examples.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(
+        seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def prepare(example, seed):
+        image, label = example
+        image = preprocessing.normalize(image, data.mean, data.std)
+        return preprocessing.augment(image, seed), label
+
+    return (tf.data.Dataset.zip(examples, seeds)
+            .map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def test_pipeline(data, batch_size):
+    """`data`'s test set in order, normalised, not augmented, in batches of
+    `batch_size` (the last one may be smaller)."""
+
+    def prepare(images, labels):
+        return preprocessing.normalize(images, data.mean, data.std), labels
+
+    return (tf.data.Dataset.from_tensor_slices(
+                (data.test_images, data.test_labels))
+            .batch(batch_size)
+            .map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))

@@ -1,0 +1,109 @@
+"""Multi-connection knowledge: features at several depths (TF1 `nets/Multiple.py`)."""
+
+import tensorflow as tf
+
+from nets import feature_names
+from tf_kd.distillers.base import Distiller, InitializationDistiller, class_loss, unpack
+from tf_kd.losses import multiple
+
+
+def stage_features(outputs, names):
+    return [outputs[name] for name in names]
+
+
+class FitNet(InitializationDistiller):
+    """Romero et al., "FitNets: hints for thin deep nets", ICLR 2015.
+
+    Initialisation by the mean squared distance between the student's and the
+    teacher's stage features (a 1x1 map on the teacher's feature when the
+    widths differ), then CE training.
+    """
+
+    def __init__(self, student, teacher, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.names = feature_names(student)
+        self.hints = multiple.hint_maps(
+            [student.output[n].shape for n in self.names],
+            [teacher.output[n].shape for n in self.names])
+
+    def distillation_loss(self, student, teacher):
+        return multiple.fitnet(stage_features(student, self.names),
+                               stage_features(teacher, self.names), self.hints)
+
+
+class AttentionTransfer(Distiller):
+    """Zagoruyko & Komodakis, "Paying more attention to attention", ICLR 2017.
+
+    TF1: `CE + decay + AT` with beta 1e3 on the three stage features.
+    """
+
+    def __init__(self, student, teacher, beta=1e3, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.beta = beta
+        self.names = feature_names(student)
+
+    def train_step(self, data):
+        images, labels = unpack(data)
+        teacher = self.teacher_outputs(images)
+        with tf.GradientTape() as tape:
+            student = self.student(images, training=True)
+            distillation = multiple.attention_transfer(
+                stage_features(student, self.names),
+                stage_features(teacher, self.names), self.beta)
+            loss = (class_loss(labels, student["logits"]) + self.weight_decay()
+                    + distillation)
+        self.apply_gradients(loss, tape, self.trainable_variables)
+        return self.report(loss, labels, student["logits"], distillation)
+
+
+class ABDistillation(InitializationDistiller):
+    """Heo et al., "Knowledge transfer via distillation of activation
+    boundaries formed by hidden neurons", AAAI 2019.
+
+    Initialisation by the alternative-L2 activation-boundary loss (margin 1,
+    weight 3e-3) through a 1x1 conv + BN connector per stage, then CE training.
+    """
+
+    def __init__(self, student, teacher, margin=1.0, weight=3e-3, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.margin = margin
+        self.weight = weight
+        self.names = feature_names(student)
+        self.connectors = multiple.connectors(
+            [student.output[n].shape for n in self.names],
+            [teacher.output[n].shape for n in self.names])
+
+    def distillation_loss(self, student, teacher):
+        return multiple.ab_distillation(
+            stage_features(student, self.names), stage_features(teacher, self.names),
+            self.connectors, self.margin, self.weight)
+
+
+class VID(Distiller):
+    """Ahn et al., "Variational information distillation for knowledge
+    transfer", CVPR 2019.
+
+    TF1 (`op_util`): `CE + decay + VID`; the regressors and variances train
+    with the student. TF1's `ResNet.py` has no VID branch; as for the other
+    multi-connection methods the three stage features are used.
+    """
+
+    def __init__(self, student, teacher, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.names = feature_names(student)
+        self.regressors = multiple.vid_regressors(
+            [student.output[n].shape for n in self.names],
+            [teacher.output[n].shape for n in self.names])
+
+    def train_step(self, data):
+        images, labels = unpack(data)
+        teacher = self.teacher_outputs(images)
+        with tf.GradientTape() as tape:
+            student = self.student(images, training=True)
+            distillation = multiple.vid(
+                stage_features(student, self.names),
+                stage_features(teacher, self.names), self.regressors)
+            loss = (class_loss(labels, student["logits"]) + self.weight_decay()
+                    + distillation)
+        self.apply_gradients(loss, tape, self.trainable_variables)
+        return self.report(loss, labels, student["logits"], distillation)

@@ -1,0 +1,132 @@
+"""Response-based knowledge: the network's outputs (TF1 `nets/Response.py`)."""
+
+import tensorflow as tf
+
+from tf_kd.distillers.base import Distiller, class_loss, unpack
+from tf_kd.losses import response
+
+
+class SoftLogits(Distiller):
+    """Hinton et al., "Distilling the knowledge in a neural network", 2015.
+
+    TF1: `0.7 * CE + 0.3 * KL(T=4) + weight decay`, without the T^2 factor.
+    """
+
+    def __init__(self, student, teacher, temperature=4.0, alpha=0.7, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.temperature = temperature
+        self.alpha = alpha
+
+    def train_step(self, data):
+        images, labels = unpack(data)
+        teacher = self.teacher_outputs(images)
+        with tf.GradientTape() as tape:
+            student = self.student(images, training=True)
+            distillation = response.soft_logits(
+                student["logits"], teacher["logits"], self.temperature)
+            loss = (self.alpha * class_loss(labels, student["logits"])
+                    + (1 - self.alpha) * distillation + self.weight_decay())
+        self.apply_gradients(loss, tape, self.trainable_variables)
+        return self.report(loss, labels, student["logits"], distillation)
+
+
+class DML(Distiller):
+    """Zhang et al., "Deep mutual learning", CVPR 2018.
+
+    Teacher and student both train from scratch. Each step first updates the
+    teacher with `CE_t + decay_t + DML`, then the student with
+    `CE_s + decay_s + DML` against the updated teacher (TF1 runs the two
+    updates one after the other on the same batch).
+
+    TF1 feeds the teacher's batch norm `is_training = not is_training`, so
+    the teacher trains with its initial moving statistics (0 and 1) as a
+    fixed affine map; without normalisation its logits start with a standard
+    deviation near 80 and the first update diverges to NaN. By default the
+    teacher's batch norm therefore trains with batch statistics, like the
+    student's; `teacher_bn_training=False` restores the TF1 mode.
+    """
+
+    pretrained_teacher = False
+
+    def __init__(self, student, teacher, teacher_bn_training=True, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        teacher.trainable = True
+        self.teacher_bn_training = teacher_bn_training
+
+    def train_step(self, data):
+        images, labels = unpack(data)
+        with tf.GradientTape() as student_tape:
+            student_logits = self.student(images, training=True)["logits"]
+            # The student's forward pass is the same in both TF1 updates (its
+            # weights only change in the second), so it is computed once.
+            with tf.GradientTape() as teacher_tape:
+                teacher_logits = self.teacher_logits(images)
+                teacher_loss = (
+                    class_loss(labels, teacher_logits)
+                    + self.weight_decay(self.teacher)
+                    + response.dml(tf.stop_gradient(student_logits), teacher_logits))
+            self.apply_gradients(teacher_loss, teacher_tape,
+                                 self.teacher.trainable_variables)
+            teacher_logits = tf.stop_gradient(self.teacher_logits(images))
+            distillation = response.dml(student_logits, teacher_logits)
+            loss = (class_loss(labels, student_logits)
+                    + self.weight_decay(self.student) + distillation)
+        self.apply_gradients(loss, student_tape, self.student.trainable_variables)
+        return self.report(loss, labels, student_logits, distillation)
+
+    def teacher_logits(self, images):
+        return self.teacher(images, training=self.teacher_bn_training)["logits"]
+
+
+class FactorTransfer(Distiller):
+    """Kim et al., "Paraphrasing complex network: network compression via
+    factor transfer", NeurIPS 2018.
+
+    Initialisation epochs: only the paraphraser trains, to reconstruct the
+    teacher feature (L1) plus `5e-4 * sum(w**2)` on its kernels. Afterwards the
+    paraphraser is fixed and the student and its translator train with
+    `CE + decay + 500 * |F_T - F_S|`. TF1 builds its `feats_noact` list from
+    the `feat` collection, so the factors come from the post-ReLU `feat2` of
+    both networks, not the pre-activation one; that is kept.
+    """
+
+    default_init_epoch = 40
+
+    def __init__(self, student, teacher, rate=0.5, beta=500.0,
+                 feature="feat2", **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.beta = beta
+        self.feature = feature
+        channels = teacher.output[feature].shape[-1]
+        self.paraphraser = response.Paraphraser(rate=rate, name="paraphraser")
+        self.translator = response.Translator(channels, rate=rate, name="translator")
+        self.paraphraser.build(teacher.output[feature].shape)
+        self.translator.build(student.output[feature].shape)
+
+    def train_step(self, data):
+        if self.initializing:
+            return self.paraphraser_step(data)
+        images, labels = unpack(data)
+        teacher_factor = self.paraphraser.factor(self.teacher_outputs(images)[self.feature])
+        variables = (self.student.trainable_variables
+                     + self.translator.trainable_variables)
+        with tf.GradientTape() as tape:
+            student = self.student(images, training=True)
+            distillation = self.beta * response.factor_transfer(
+                self.translator(student[self.feature]), teacher_factor)
+            loss = (class_loss(labels, student["logits"]) + self.weight_decay()
+                    + distillation)
+        self.apply_gradients(loss, tape, variables)
+        return self.report(loss, labels, student["logits"], distillation)
+
+    def paraphraser_step(self, data):
+        images, labels = unpack(data)
+        teacher = self.teacher_outputs(images)
+        feature = teacher[self.feature]
+        with tf.GradientTape() as tape:
+            reconstruction = response.reconstruction_loss(
+                feature, self.paraphraser(feature))
+            loss = reconstruction + self.paraphraser.weight_penalty()
+        self.apply_gradients(loss, tape, self.paraphraser.trainable_variables)
+        logits = self.student(images, training=False)["logits"]
+        return self.report(loss, labels, logits, reconstruction)
