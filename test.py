@@ -39,8 +39,8 @@ def load_logits_fn(path, data):
     elif path.endswith(".keras"):
         network = keras.models.load_model(path, compile=False)
     elif os.path.isdir(path):
-        serve = tf.saved_model.load(path).serve
-        return lambda images: serve(images)["logits"]
+        saved = tf.saved_model.load(path)    # keep it alive: it owns the variables
+        return lambda images: saved.serve(images)["logits"]
     else:
         raise ValueError(f"{path!r} is not a .keras file, a SavedModel "
                          "directory or a .mat file.")
