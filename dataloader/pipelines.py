@@ -23,14 +23,14 @@ def train_pipeline(data, batch_size, seed=None):
     seeds = tf.data.Dataset.random(
         seed=seed, rerandomize_each_iteration=True).batch(2)
 
-    def prepare(example, seed):
-        image, label = example
-        image = preprocessing.normalize(image, data.mean, data.std)
-        return preprocessing.augment(image, seed), label
+    def prepare(batch, seed):
+        images, labels = batch
+        images = preprocessing.normalize(images, data.mean, data.std)
+        return preprocessing.augment(images, seed), labels
 
-    return (tf.data.Dataset.zip(examples, seeds)
+    batches = examples.batch(batch_size, drop_remainder=True)
+    return (tf.data.Dataset.zip(batches, seeds)
             .map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE))
 
 

@@ -1,6 +1,10 @@
 """Normalisation and training augmentation, as `pre_processing` in the TF1
 `dataloader.py`: `(x - mean) / std`, then (training only) a random left-right
-flip, 4-pixel REFLECT padding and a random crop back to the original size."""
+flip, 4-pixel REFLECT padding and a random crop back to the original size.
+
+TF1 augments whole batches: each image is flipped on its own, but
+`tf.random_crop(batch, tf.shape(batch))` draws one crop offset per batch,
+shared by its images; that is kept."""
 
 import numpy as np
 import tensorflow as tf
@@ -33,10 +37,13 @@ def normalize(images, mean, std):
     return (tf.cast(images, tf.float32) - mean) / std
 
 
-def augment(image, seed):
-    """Random left-right flip, REFLECT pad by `PAD`, random crop back to the
-    input size, for one HWC image; `seed` is a stateless seed, shape [2]."""
+def augment(images, seed):
+    """Random left-right flip of each image, REFLECT pad by `PAD`, random
+    crop back to the input size, for an NHWC batch (one offset for the
+    batch, as TF1) or one HWC image; `seed` is a stateless seed, shape [2]."""
     flip_seed, crop_seed = tf.unstack(tf.random.split(seed, 2))
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    padded = tf.pad(image, [[PAD, PAD], [PAD, PAD], [0, 0]], mode="REFLECT")
-    return tf.image.stateless_random_crop(padded, tf.shape(image), crop_seed)
+    images = tf.image.stateless_random_flip_left_right(images, flip_seed)
+    spatial = [[PAD, PAD], [PAD, PAD], [0, 0]]
+    padding = spatial if images.shape.rank == 3 else [[0, 0]] + spatial
+    padded = tf.pad(images, padding, mode="REFLECT")
+    return tf.image.stateless_random_crop(padded, tf.shape(images), crop_seed)

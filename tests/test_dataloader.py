@@ -125,8 +125,19 @@ def test_train_pipeline_drops_remainder_shuffles_and_augments():
             for output, label in zip(images.numpy(), batch_labels.numpy()):
                 assert is_augmentation_of(output, normalized(data, data.train_images[label]))
     assert not np.array_equal(orders[0], orders[1]), "not reshuffled each epoch"
+
     assert not np.array_equal(orders[0], np.arange(16))
 
+
+def test_train_batch_shares_one_crop_offset_as_tf1():
+    image = np.random.default_rng(4).normal(size=(12, 12, 3)).astype(np.float32)
+    crops = list(crops_of(image))
+    for i in range(10):
+        batch = preprocessing.augment(tf.constant(np.stack([image] * 6)),
+                                      tf.constant([i, 3])).numpy()
+        offsets = {[k for k, crop in enumerate(crops) if np.array_equal(out, crop)][0]
+                   % (len(crops) // 2) for out in batch}
+        assert len(offsets) == 1   # flips may differ, the window does not
 
 def test_train_pipeline_is_reproducible_with_a_seed():
     data = tiny_dataset(count=20)
