@@ -1,4 +1,4 @@
-"""Fashion-MNIST (28x28x1, 10 classes) from local IDX files, gzip'd or not.
+"""Fashion-MNIST (28x28 padded to 32x32x1, 10 classes) from local IDX files, gzip'd or not.
 
 Looked up in `data_dir`, then in Debian's `dataset-fashion-mnist` package
 (`/usr/share/datasets/fashion-mnist/`), then in the Keras cache
@@ -16,24 +16,32 @@ DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _UNSIGNED_BYTE = 0x08
+PAD = 2   # 28 + 2 * 2 = 32
 
 
 def load(data_dir=None):
     """`(train_images, train_labels), (test_images, test_labels)`: uint8
-    images of shape [N, 28, 28, 1], int32 labels."""
+    images of shape [N, 32, 32, 1] (padded), int32 labels."""
     tried = ([data_dir] if data_dir else []) + [
         DEBIAN_DIR, os.path.join(keras_cache.datasets_dir(), "fashion-mnist")]
     for directory in tried:
         paths = [_find(directory, name) for name in FILES]
         if all(paths):
             train_images, train_labels, test_images, test_labels = map(read_idx, paths)
-            return ((train_images[..., None], train_labels.astype(np.int32)),
-                    (test_images[..., None], test_labels.astype(np.int32)))
+            return ((pad_to_32(train_images), train_labels.astype(np.int32)),
+                    (pad_to_32(test_images), test_labels.astype(np.int32)))
     raise FileNotFoundError(
         f"Fashion-MNIST IDX files ({', '.join(FILES)}, optionally .gz) not "
         f"found in: {', '.join(tried)}. Install the Debian package "
         "`dataset-fashion-mnist` (apt-get install dataset-fashion-mnist) or "
         "pass --data_dir.")
+
+
+def pad_to_32(images):
+    """[N, 28, 28] -> [N, 32, 32, 1], two black pixels on each side (as
+    LeNet-5 read MNIST), so that the networks take the TF1 CIFAR (32x32)
+    configuration rather than the five-stage one TF1 uses for other sizes."""
+    return np.pad(images, [(0, 0), (PAD, PAD), (PAD, PAD)])[..., None]
 
 
 def _find(directory, name):

@@ -4,6 +4,7 @@
 # the Fashion-MNIST files (package dataset-fashion-mnist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PIP_ROOT_USER_ACTION=ignore
 PIP="python3 -m pip install --quiet --disable-pip-version-check"
 if ! python3 -c "import tensorflow, sys; sys.exit(tuple(map(int, tensorflow.__version__.split('.')[:2])) < (2, 16))" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then $PIP "tensorflow[and-cuda]>=2.16"; else $PIP "tensorflow-cpu>=2.16"; fi

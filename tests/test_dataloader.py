@@ -312,13 +312,14 @@ def test_fashion_mnist_from_idx_files(tmp_path, compress):
     for name, array in zip(fashion_mnist.FILES, arrays):
         write_idx(tmp_path / (name + (".gz" if compress else "")), array, compress)
     data = dataloader.load("fashion_mnist", data_dir=str(tmp_path), train_subset=5)
-    np.testing.assert_array_equal(data.train_images, arrays[0][:5, ..., None])
+    padded = [np.pad(a, [(0, 0), (2, 2), (2, 2)])[..., None] for a in arrays[::2]]
+    np.testing.assert_array_equal(data.train_images, padded[0][:5])
     np.testing.assert_array_equal(data.train_labels, arrays[1][:5])
-    np.testing.assert_array_equal(data.test_images, arrays[2][..., None])
+    np.testing.assert_array_equal(data.test_images, padded[1])
     np.testing.assert_array_equal(data.test_labels, arrays[3])
     assert data.train_images.dtype == np.uint8 and data.test_labels.dtype == np.int32
-    assert data.image_shape == (28, 28, 1) and data.num_classes == 10
-    mean, std = preprocessing.channel_stats(arrays[0][..., None].astype(np.uint8))
+    assert data.image_shape == (32, 32, 1) and data.num_classes == 10
+    mean, std = preprocessing.channel_stats(padded[0].astype(np.uint8))
     np.testing.assert_array_equal(data.mean, mean)     # the full training set
     np.testing.assert_array_equal(data.std, std)
 
@@ -348,9 +349,10 @@ def test_fashion_mnist_missing_names_paths_and_package(tmp_path, monkeypatch):
                     reason="Debian package dataset-fashion-mnist not installed")
 def test_real_fashion_mnist_from_the_debian_package():
     data = dataloader.load("fashion_mnist")
-    assert data.train_images.shape == (60000, 28, 28, 1)
-    assert data.test_images.shape == (10000, 28, 28, 1)
+    assert data.train_images.shape == (60000, 32, 32, 1)     # padded 28x28
+    assert data.test_images.shape == (10000, 32, 32, 1)
     np.testing.assert_array_equal(np.bincount(data.train_labels), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(data.test_labels), [1000] * 10)
-    np.testing.assert_allclose(data.mean, [72.94], atol=0.01)    # published values
-    np.testing.assert_allclose(data.std, [90.02], atol=0.01)
+    # the published 72.94 / 90.02 of the 28x28 images, with the zero border
+    np.testing.assert_allclose(data.mean, [72.94 * 28 ** 2 / 32 ** 2], atol=0.01)
+    assert data.std > 80

@@ -145,7 +145,8 @@ def train(config, callbacks=()):
     ]
     history = distiller.fit(train_set, validation_data=test_set,
                             epochs=init_epoch + config.train_epoch,
-                            callbacks=callbacks, verbose=config.verbose)
+                            callbacks=callbacks, verbose=config.verbose,
+                            shuffle=False)   # the pipeline shuffles
     save_network(distiller.student, config.train_dir)
     return history
 
