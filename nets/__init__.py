@@ -11,3 +11,5 @@ def get_network(name):
         raise ValueError(
             f"Unknown model_name {name!r}; valid: {', '.join(sorted(NETWORKS))}.")
     return NETWORKS[name]
+
+__all__ = ["NETWORKS", "ResNet", "feature_names", "get_network"]

@@ -57,7 +57,8 @@ def test_activation_boundary_criterion():
 
 def test_ab_distillation_with_connectors():
     s, t = feats((4, 8)), [relu(x) for x in feats((6, 10))]
-    connectors = multiple.connectors([x.shape for x in s], [x.shape for x in t])
+    connectors = multiple.per_stage(multiple.Connector, "connector", [x.shape for x in s],
+                                    [x.shape for x in t])
     expected = 0.0
     for i, (a, b, c) in enumerate(zip(s, t, connectors)):
         assert not c.conv.use_bias and c.conv.kernel_regularizer is not None
@@ -74,7 +75,8 @@ def test_ab_distillation_with_connectors():
 
 def test_vid():
     s, t = feats((4, 8)), feats((3, 5))
-    regressors = multiple.vid_regressors([x.shape for x in s], [x.shape for x in t])
+    regressors = multiple.per_stage(multiple.VIDRegressor, "vid", [x.shape for x in s],
+                                    [x.shape for x in t])
     expected = 0.0
     for a, b, r in zip(s, t, regressors):
         r.alpha.assign(RNG.randn(*r.alpha.shape))
@@ -96,7 +98,8 @@ def test_vid():
 def test_vid_gradients_reach_regressor_and_student():
     s = [tf.Variable(x, dtype=tf.float32) for x in feats((4, 8))]
     t = [tf.constant(x, tf.float32) for x in feats((3, 5))]
-    regressors = multiple.vid_regressors([x.shape for x in s], [x.shape for x in t])
+    regressors = multiple.per_stage(multiple.VIDRegressor, "vid", [x.shape for x in s],
+                                    [x.shape for x in t])
     with tf.GradientTape() as tape:
         loss = multiple.vid(s, t, regressors)
     variables = s + [v for r in regressors for v in r.trainable_variables]

@@ -110,3 +110,60 @@ def test_bad_names_list_the_valid_ones(tmp_path):
 def test_distillation_without_teacher_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="--teacher"):
         training.train(tiny(tmp_path / "c", Distillation="Soft_logits"))
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    train_dir = tmp_path_factory.mktemp("teacher") / "run"
+    training.train(tiny(train_dir, main_scope="Teacher"))
+    return str(train_dir)
+
+
+INIT_KEYS = {"FitNet", "FSP", "AB", "FT", "MHGD"}
+
+
+@pytest.mark.parametrize("key", ["Soft_logits", "DML", "FT", "FitNet", "AT", "AB", "VID",
+                                 "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD"])
+def test_every_method_runs_through_train(key, teacher_run, tmp_path):
+    config = tiny(tmp_path / key, Distillation=key,
+                  teacher=os.path.join(teacher_run, "model.keras"),
+                  init_epoch=1 if key in INIT_KEYS else -1)
+    history = training.train(config)
+    epochs = 2 if key in INIT_KEYS else 1
+    assert len(history.history["val_accuracy"]) == epochs
+    log = sio.loadmat(os.path.join(config.train_dir, "log.mat"))
+    assert np.size(log["validation_acc"]) == epochs
+    assert np.all(np.isfinite(history.history["loss"]))
+    saved = sio.loadmat(os.path.join(config.train_dir, "train_params.mat"))
+    assert "Student/full/biases" in saved and not any(k.startswith("Teacher/") for k in saved)
+
+
+def test_teacher_from_tf1_mat_file(teacher_run, tmp_path):
+    config = tiny(tmp_path / "mat", Distillation="AT",
+                  teacher=os.path.join(teacher_run, "train_params.mat"))
+    assert np.isfinite(training.train(config).history["loss"][0])
+
+
+def test_mismatched_teacher_names_the_variable(teacher_run, tmp_path):
+    config = tiny(tmp_path / "bad", Distillation="RKD", width=0.25,
+                  teacher=os.path.join(teacher_run, "train_params.mat"))
+    with pytest.raises(ValueError, match="Teacher/conv0/weights"):
+        training.train(config)
+
+
+def test_exports_load_without_this_project(teacher_run, tmp_path):
+    script = f"""
+import numpy as np, keras, tensorflow as tf
+x = np.random.RandomState(0).randn(3, 32, 32, 3).astype("float32")
+model = keras.models.load_model({os.path.join(teacher_run, 'model.keras')!r})
+saved = tf.saved_model.load({os.path.join(teacher_run, 'saved_model')!r})
+a = model(x, training=False)["logits"].numpy()
+b = saved.serve(x)["logits"].numpy()
+assert a.shape == (3, 100) and np.allclose(a, b, atol=1e-4), np.abs(a - b).max()
+print("exports ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=str(tmp_path), env={k: v for k, v in os.environ.items()
+                                                    if k != "PYTHONPATH"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "exports ok" in result.stdout

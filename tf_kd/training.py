@@ -14,7 +14,6 @@ import shutil
 import keras
 import numpy as np
 import scipy.io as sio
-import tensorflow as tf
 
 import dataloader
 import nets

@@ -32,3 +32,6 @@ def get_distiller(key):
         raise ValueError(
             f"Unknown Distillation {key!r}; valid keys: {', '.join(DISTILLERS)}.")
     return DISTILLERS[key]
+
+__all__ = ["DISTILLERS", "Distiller", "InitializationDistiller", "get_distiller",
+           *(cls.__name__ for cls in DISTILLERS.values())]

@@ -133,6 +133,22 @@ class Distiller(keras.Model):
         self.apply_gradients(loss, tape, self.trainable_variables)
         return self.report(loss, labels, logits)
 
+    def multitask_step(self, data, distillation_fn, class_weight=1.0,
+                       distillation_weight=1.0):
+        """TF1 `Optimizer_w_Distillation`'s multi-task case (Soft_logits, AT,
+        RKD, VID): the student and the method's parts train on
+        `class_weight * CE + distillation_weight * distillation + decay`,
+        with `distillation_fn(student_outputs, teacher_outputs)`."""
+        images, labels = unpack(data)
+        teacher = self.teacher_outputs(images)
+        with tf.GradientTape() as tape:
+            student = self.student(images, training=True)
+            distillation = distillation_fn(student, teacher)
+            loss = (class_weight * class_loss(labels, student["logits"])
+                    + distillation_weight * distillation + self.weight_decay())
+        self.apply_gradients(loss, tape, self.trainable_variables)
+        return self.report(loss, labels, student["logits"], distillation)
+
     def report(self, loss, labels, logits, distillation_loss=None):
         """Update the metrics shown by the progress bar and return them."""
         self.loss_tracker.update_state(loss)

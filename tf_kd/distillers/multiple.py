@@ -1,14 +1,19 @@
 """Multi-connection knowledge: features at several depths (TF1 `nets/Multiple.py`)."""
 
-import tensorflow as tf
 
 from nets import feature_names
-from tf_kd.distillers.base import Distiller, InitializationDistiller, class_loss, unpack
+from tf_kd.distillers.base import Distiller, InitializationDistiller
 from tf_kd.losses import multiple
 
 
 def stage_features(outputs, names):
     return [outputs[name] for name in names]
+
+
+def stage_shapes(student, teacher, names):
+    """The student's and the teacher's shapes of the named features."""
+    return ([student.output[n].shape for n in names],
+            [teacher.output[n].shape for n in names])
 
 
 class FitNet(InitializationDistiller):
@@ -22,9 +27,7 @@ class FitNet(InitializationDistiller):
     def __init__(self, student, teacher, **kwargs):
         super().__init__(student, teacher, **kwargs)
         self.names = feature_names(student)
-        self.hints = multiple.hint_maps(
-            [student.output[n].shape for n in self.names],
-            [teacher.output[n].shape for n in self.names])
+        self.hints = multiple.hint_maps(*stage_shapes(student, teacher, self.names))
 
     def distillation_loss(self, student, teacher):
         return multiple.fitnet(stage_features(student, self.names),
@@ -43,17 +46,9 @@ class AttentionTransfer(Distiller):
         self.names = feature_names(student)
 
     def train_step(self, data):
-        images, labels = unpack(data)
-        teacher = self.teacher_outputs(images)
-        with tf.GradientTape() as tape:
-            student = self.student(images, training=True)
-            distillation = multiple.attention_transfer(
-                stage_features(student, self.names),
-                stage_features(teacher, self.names), self.beta)
-            loss = (class_loss(labels, student["logits"]) + self.weight_decay()
-                    + distillation)
-        self.apply_gradients(loss, tape, self.trainable_variables)
-        return self.report(loss, labels, student["logits"], distillation)
+        return self.multitask_step(data, lambda student, teacher: multiple.attention_transfer(
+            stage_features(student, self.names), stage_features(teacher, self.names),
+            self.beta))
 
 
 class ABDistillation(InitializationDistiller):
@@ -69,9 +64,8 @@ class ABDistillation(InitializationDistiller):
         self.margin = margin
         self.weight = weight
         self.names = feature_names(student)
-        self.connectors = multiple.connectors(
-            [student.output[n].shape for n in self.names],
-            [teacher.output[n].shape for n in self.names])
+        self.connectors = multiple.per_stage(
+            multiple.Connector, "connector", *stage_shapes(student, teacher, self.names))
 
     def distillation_loss(self, student, teacher):
         return multiple.ab_distillation(
@@ -91,19 +85,10 @@ class VID(Distiller):
     def __init__(self, student, teacher, **kwargs):
         super().__init__(student, teacher, **kwargs)
         self.names = feature_names(student)
-        self.regressors = multiple.vid_regressors(
-            [student.output[n].shape for n in self.names],
-            [teacher.output[n].shape for n in self.names])
+        self.regressors = multiple.per_stage(
+            multiple.VIDRegressor, "vid", *stage_shapes(student, teacher, self.names))
 
     def train_step(self, data):
-        images, labels = unpack(data)
-        teacher = self.teacher_outputs(images)
-        with tf.GradientTape() as tape:
-            student = self.student(images, training=True)
-            distillation = multiple.vid(
-                stage_features(student, self.names),
-                stage_features(teacher, self.names), self.regressors)
-            loss = (class_loss(labels, student["logits"]) + self.weight_decay()
-                    + distillation)
-        self.apply_gradients(loss, tape, self.trainable_variables)
-        return self.report(loss, labels, student["logits"], distillation)
+        return self.multitask_step(data, lambda student, teacher: multiple.vid(
+            stage_features(student, self.names), stage_features(teacher, self.names),
+            self.regressors))

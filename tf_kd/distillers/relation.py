@@ -19,15 +19,8 @@ class RKD(Distiller):
         self.loss_weights = tuple(weights)
 
     def train_step(self, data):
-        images, labels = unpack(data)
-        teacher = self.teacher_outputs(images)
-        with tf.GradientTape() as tape:
-            student = self.student(images, training=True)
-            distillation = relation.rkd(student["pool"], teacher["pool"], self.loss_weights)
-            loss = (class_loss(labels, student["logits"]) + self.weight_decay()
-                    + distillation)
-        self.apply_gradients(loss, tape, self.trainable_variables)
-        return self.report(loss, labels, student["logits"], distillation)
+        return self.multitask_step(data, lambda student, teacher: relation.rkd(
+            student["pool"], teacher["pool"], self.loss_weights))
 
 
 class MHGD(Distiller):

@@ -18,16 +18,10 @@ class SoftLogits(Distiller):
         self.alpha = alpha
 
     def train_step(self, data):
-        images, labels = unpack(data)
-        teacher = self.teacher_outputs(images)
-        with tf.GradientTape() as tape:
-            student = self.student(images, training=True)
-            distillation = response.soft_logits(
-                student["logits"], teacher["logits"], self.temperature)
-            loss = (self.alpha * class_loss(labels, student["logits"])
-                    + (1 - self.alpha) * distillation + self.weight_decay())
-        self.apply_gradients(loss, tape, self.trainable_variables)
-        return self.report(loss, labels, student["logits"], distillation)
+        return self.multitask_step(
+            data, lambda student, teacher: response.soft_logits(
+                student["logits"], teacher["logits"], self.temperature),
+            class_weight=self.alpha, distillation_weight=1 - self.alpha)
 
 
 class DML(Distiller):

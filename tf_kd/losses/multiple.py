@@ -68,16 +68,6 @@ class Connector(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
-def connectors(student_shapes, teacher_shapes):
-    """One built `Connector` per stage."""
-    result = []
-    for i, (s, t) in enumerate(zip(student_shapes, teacher_shapes)):
-        connector = Connector(t[-1], name=f"connector{i}")
-        connector.build(s)
-        result.append(connector)
-    return result
-
-
 def activation_boundary(source, target, margin=1.0):
     """The alternative L2 criterion: `(s + m)^2` where the teacher neuron is
     off but `s > -m`, `(s - m)^2` where it is on but `s <= m`; summed per
@@ -136,13 +126,14 @@ class VIDRegressor(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
-def vid_regressors(student_shapes, teacher_shapes):
-    """One built `VIDRegressor` per stage."""
+def per_stage(module, prefix, student_shapes, teacher_shapes):
+    """One `module(teacher channels)` per stage, built on the student's
+    feature shape (AB's connectors, VID's regressors)."""
     result = []
     for i, (s, t) in enumerate(zip(student_shapes, teacher_shapes)):
-        regressor = VIDRegressor(t[-1], name=f"vid{i}")
-        regressor.build(s)
-        result.append(regressor)
+        layer = module(t[-1], name=f"{prefix}{i}")
+        layer.build(s)
+        result.append(layer)
     return result
 
 
