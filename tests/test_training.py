@@ -160,6 +160,10 @@ saved = tf.saved_model.load({os.path.join(teacher_run, 'saved_model')!r})
 a = model(x, training=False)["logits"].numpy()
 b = saved.serve(x)["logits"].numpy()
 assert a.shape == (3, 100) and np.allclose(a, b, atol=1e-4), np.abs(a - b).max()
+lite = tf.lite.Interpreter({os.path.join(teacher_run, 'model.tflite')!r})
+runner = lite.get_signature_runner()
+c = runner(image=x[:1])["logits"]
+assert np.allclose(a[:1], c, atol=1e-3), np.abs(a[:1] - c).max()
 print("exports ok")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -2,8 +2,8 @@
 
 Writes into `train_dir` what TF1 wrote (`log.mat` with `training_acc` and
 `validation_acc` in percent, `train_params.mat` with the main scope's
-variables, TensorBoard events) plus the trained network as `model.keras` and a
-SavedModel (`saved_model/`). A `backup/` directory holds the state of an
+variables, TensorBoard events) plus the trained network as `model.keras`, a
+SavedModel (`saved_model/`) and a TensorFlow Lite model (`model.tflite`). A `backup/` directory holds the state of an
 unfinished run so that `resume=True` continues it from its last epoch.
 """
 
@@ -14,6 +14,7 @@ import shutil
 import keras
 import numpy as np
 import scipy.io as sio
+import tensorflow as tf
 
 import dataloader
 import nets
@@ -151,7 +152,12 @@ def train(config, callbacks=()):
 
 
 def save_network(network, train_dir):
-    """`train_params.mat` (TF1 keys), `model.keras` and a SavedModel."""
+    """`train_params.mat` (TF1 keys), `model.keras`, a SavedModel and its
+    TensorFlow Lite conversion `model.tflite`."""
     tf1_weights.save_mat(network, os.path.join(train_dir, "train_params.mat"))
     network.save(os.path.join(train_dir, "model.keras"))
-    network.export(os.path.join(train_dir, "saved_model"), verbose=False)
+    saved_model = os.path.join(train_dir, "saved_model")
+    network.export(saved_model, verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    with open(os.path.join(train_dir, "model.tflite"), "wb") as f:
+        f.write(converter.convert())
