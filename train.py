@@ -35,6 +35,9 @@ flags.DEFINE_float("width", 1.0, "Channel multiplier of both networks (1.0 = TF1
 flags.DEFINE_integer("train_subset", 0, "Use only the first N training images (0: all).")
 flags.DEFINE_integer("test_subset", 0, "Use only the first N test images (0: all).")
 flags.DEFINE_string("data_dir", "", "Where the dataset files are (default: standard places).")
+flags.DEFINE_enum("nst_kernel", "poly", ["linear", "poly", "gaussian"],
+                  "NST's MMD kernel (loss weight 50, 50, 16 as in the paper).")
+flags.DEFINE_boolean("nst_with_kd", False, "NST: add the Soft_logits term (KD+NST).")
 flags.DEFINE_boolean("resume", False, "Continue an interrupted run in train_dir.")
 flags.DEFINE_boolean("overwrite", False, "Delete what train_dir holds and start again.")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")

@@ -53,7 +53,7 @@ def module_variables(distiller):
 
 def test_keys_are_the_tf1_ones():
     assert set(DISTILLERS) == {"None", "Soft_logits", "DML", "FT", "FitNet", "AT", "AB",
-                               "VID", "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD"}
+                               "VID", "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST"}
     with pytest.raises(ValueError, match="Soft_logits.*MHGD"):
         get_distiller("KD")
 
@@ -76,7 +76,7 @@ MAIN_PHASE = {
     "KD-SVD": "student", "KD-EID": "student", "MHGD": "student",
     "FitNet": "student", "FSP": "student",
     "AB": "student+decay",   # TF1: the connectors only feel weight decay now
-    "VID": "student+modules", "FT": "student+translator", "DML": "student+teacher",
+    "VID": "student+modules", "NST": "student", "FT": "student+translator", "DML": "student+teacher",
 }
 
 
@@ -176,3 +176,22 @@ def test_distillation_gradient_is_clipped_to_class_gradient(key, monkeypatch):
         clipped += np.linalg.norm(rest) > 0.999 * bound
     if key != "MHGD":        # the KD-SVD bound is active somewhere at this scale
         assert clipped > 0
+
+
+def test_kd_plus_nst_adds_the_soft_logits_term():
+    tf.keras.utils.set_random_seed(0)
+    student = ResNet((32, 32, 3), 10, "Student", width=0.125)
+    teacher = ResNet((32, 32, 3), 10, "Teacher", width=0.125)
+    images, _ = batch()
+    s, t = student(images), teacher(images)
+    from tf_kd.distillers import NST
+    from tf_kd.losses import response, selectivity
+    plain = NST(student, teacher, kernel="linear")
+    combined = NST(student, teacher, kernel="linear", with_kd=True)
+    nst = 25.0 * selectivity.nst([s[f"feat{i}"] for i in range(3)],
+                                 [t[f"feat{i}"] for i in range(3)], "linear")
+    assert float(plain.distillation_loss(s, t)) == pytest.approx(float(nst), rel=1e-5)
+    kd = 0.3 * response.soft_logits(s["logits"], t["logits"], 4.0)
+    assert float(combined.distillation_loss(s, t)) == pytest.approx(float(nst + kd), rel=1e-5)
+    with pytest.raises(ValueError, match="gaussian"):
+        NST(student, teacher, kernel="rbf")

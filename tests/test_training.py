@@ -123,7 +123,7 @@ INIT_KEYS = {"FitNet", "FSP", "AB", "FT", "MHGD"}
 
 
 @pytest.mark.parametrize("key", ["Soft_logits", "DML", "FT", "FitNet", "AT", "AB", "VID",
-                                 "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD"])
+                                 "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST"])
 def test_every_method_runs_through_train(key, teacher_run, tmp_path):
     config = tiny(tmp_path / key, Distillation=key,
                   teacher=os.path.join(teacher_run, "model.keras"),

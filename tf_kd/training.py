@@ -42,6 +42,8 @@ class Config:
     train_subset: int = 0
     test_subset: int = 0
     data_dir: str = ""
+    nst_kernel: str = "poly"
+    nst_with_kd: bool = False
     resume: bool = False
     overwrite: bool = False
     verbose: int = 1
@@ -91,6 +93,8 @@ def build_distiller(config, data):
         kwargs["teacher"] = teacher
     if config.init_epoch >= 0:
         kwargs["init_epoch"] = config.init_epoch
+    if config.Distillation == "NST":
+        kwargs.update(kernel=config.nst_kernel, with_kd=config.nst_with_kd)
     return method(student, **kwargs)
 
 

@@ -3,12 +3,12 @@ response (`response.py`), multi-connection (`multiple.py`), shared
 representation (`shared.py`) and relation (`relation.py`)."""
 
 from tf_kd.distillers.base import Baseline, Distiller, InitializationDistiller
-from tf_kd.distillers.multiple import VID, ABDistillation, AttentionTransfer, FitNet
+from tf_kd.distillers.multiple import NST, VID, ABDistillation, AttentionTransfer, FitNet
 from tf_kd.distillers.relation import MHGD, RKD
 from tf_kd.distillers.response import DML, FactorTransfer, SoftLogits
 from tf_kd.distillers.shared import FSP, KDEID, KDSVD
 
-# The TF1 `--Distillation` keys.
+# The TF1 `--Distillation` keys, then the methods added beyond TF1.
 DISTILLERS = {
     "None": Baseline,
     "Soft_logits": SoftLogits,
@@ -23,6 +23,8 @@ DISTILLERS = {
     "KD-EID": KDEID,
     "RKD": RKD,
     "MHGD": MHGD,
+    # methods of the other seed papers
+    "NST": NST,
 }
 
 

@@ -3,7 +3,7 @@
 
 from nets import feature_names
 from tf_kd.distillers.base import Distiller, InitializationDistiller
-from tf_kd.losses import multiple
+from tf_kd.losses import multiple, response, selectivity
 
 
 def stage_features(outputs, names):
@@ -92,3 +92,36 @@ class VID(Distiller):
         return self.multitask_step(data, lambda student, teacher: multiple.vid(
             stage_features(student, self.names), stage_features(teacher, self.names),
             self.regressors))
+
+
+class NST(Distiller):
+    """Huang & Wang, "Like what you like: knowledge distill via neuron
+    selectivity transfer", arXiv 1707.01219.
+
+    `CE + lambda / 2 * MMD^2 + decay` on the three stage features, lambda as
+    the paper sets it for the kernel (`selectivity.KERNEL_WEIGHTS`). With
+    `with_kd=True` the Soft_logits term is added (the paper's best
+    combination, KD+NST): `0.7 CE + 0.3 KL(T=4) + lambda / 2 * MMD^2`.
+    """
+
+    def __init__(self, student, teacher, kernel="poly", with_kd=False, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        if kernel not in selectivity.KERNEL_WEIGHTS:
+            raise ValueError(f"Unknown NST kernel {kernel!r}; valid: "
+                             f"{', '.join(selectivity.KERNEL_WEIGHTS)}.")
+        self.kernel = kernel
+        self.with_kd = with_kd
+        self.weight = selectivity.KERNEL_WEIGHTS[kernel] / 2
+        self.names = feature_names(student)
+
+    def train_step(self, data):
+        return self.multitask_step(data, self.distillation_loss,
+                                   class_weight=0.7 if self.with_kd else 1.0)
+
+    def distillation_loss(self, student, teacher):
+        loss = self.weight * selectivity.nst(stage_features(student, self.names),
+                                             stage_features(teacher, self.names),
+                                             self.kernel)
+        if self.with_kd:
+            loss += 0.3 * response.soft_logits(student["logits"], teacher["logits"], 4.0)
+        return loss
