@@ -42,10 +42,7 @@ class MHGD(Distiller):
         super().__init__(student, teacher, **kwargs)
         self.names = feature_names(student)
         dims = [teacher.output[n].shape[-1] for n in self.names]
-        self.graphs = [relation.MultiHeadGraph(dims[i], dims[i - 1], num_head, name=f"MHA{i}")
-                       for i in range(1, len(dims))]
-        for graph in self.graphs:
-            graph.build()
+        self.graphs = relation.multi_head_graphs(dims, num_head)
 
     def graph_variables(self):
         return [v for graph in self.graphs for v in graph.trainable_variables]
@@ -74,8 +71,7 @@ class MHGD(Distiller):
         teacher = stage_features(self.teacher_outputs(images), self.names)
         vectors = [relation.teacher_singular_vector(f) for f in teacher]
         with tf.GradientTape() as tape:
-            estimation = relation.estimator_loss(vectors, self.graphs)
-            loss = estimation + tf.add_n([g.weight_penalty() for g in self.graphs])
+            loss = relation.mha_loss(vectors, self.graphs)
         self.apply_gradients(loss, tape, self.graph_variables())
         logits = self.student(images, training=False)["logits"]
-        return self.report(loss, labels, logits, estimation)
+        return self.report(loss, labels, logits, loss)
