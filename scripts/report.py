@@ -1,12 +1,13 @@
 """Compare trials with each other and with the TF1 results.
 
-    python scripts/report.py --root=runs/cifar100 --out=runs/cifar100/report [--tf1]
+    python scripts/report.py --root=runs/cifar100 --out=runs/cifar100/report [--tf1] [--baseline=None]
 
 Reads `root/<method>/trial*/log.mat` and writes `report.md` and `report.csv`
 (per method: trials, mean and standard deviation of the last and the best
 validation accuracy, and with `--tf1` — runs in the TF1 setting, CIFAR-100,
 ResNet32 -> ResNet8, 100 + init epochs — the TF1 numbers and the
-differences), `curves.png` (the averaged validation curves of all methods)
+differences; with `--baseline=M`, each method's gain in mean last and best
+accuracy over method `M`, e.g. the undistilled student), `curves.png` (the averaged validation curves of all methods)
 and the averaged curves as TensorBoard scalars in `out/tensorboard/<method>`.
 """
 
@@ -34,7 +35,7 @@ def read_curves(root):
     return curves
 
 
-def summarise(curves, with_tf1):
+def summarise(curves, with_tf1, baseline=None):
     rows = []
     for method, trials in curves.items():
         last = np.array([c[-1] for c in trials])
@@ -47,11 +48,20 @@ def summarise(curves, with_tf1):
             row["last_diff"] = row["last_mean"] - row["tf1_last"]
             row["best_diff"] = row["best_mean"] - row["tf1_best"]
         rows.append(row)
+    if baseline:
+        if baseline not in curves:
+            raise SystemExit(f"No finished trial of the baseline {baseline!r}.")
+        base = next(r for r in rows if r["method"] == baseline)
+        for row in rows:
+            row["last_gain"] = row["last_mean"] - base["last_mean"]
+            row["best_gain"] = row["best_mean"] - base["best_mean"]
     return rows
 
 
 def write_tables(rows, out, with_tf1):
     columns = ["method", "trials", "last_mean", "last_std", "best_mean", "best_std"]
+    if "last_gain" in rows[0]:
+        columns += ["last_gain", "best_gain"]
     if with_tf1:
         columns += ["tf1_last", "tf1_best", "last_diff", "best_diff"]
     with open(os.path.join(out, "report.csv"), "w", newline="") as f:
@@ -100,12 +110,14 @@ def main(argv):
     parser.add_argument("--out", required=True)
     parser.add_argument("--tf1", action="store_true",
                         help="the runs used the TF1 setting: show the TF1 numbers")
+    parser.add_argument("--baseline", default="",
+                        help="show each method's gain over this method (e.g. None)")
     args = parser.parse_args(argv)
     curves = read_curves(args.root)
     if not curves:
         raise SystemExit(f"No finished trial under {args.root}.")
     os.makedirs(args.out, exist_ok=True)
-    rows = summarise(curves, args.tf1)
+    rows = summarise(curves, args.tf1, args.baseline)
     write_tables(rows, args.out, args.tf1)
     write_curves(curves, args.out)
     print(open(os.path.join(args.out, "report.md")).read())

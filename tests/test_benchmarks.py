@@ -1,0 +1,54 @@
+"""The two benchmark scripts on tiny configurations (they are scripts, not
+timed tests: only that they run and write complete reports is checked)."""
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script, *args):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args],
+                            capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_step_time_on_a_tiny_configuration(tmp_path):
+    out = tmp_path / "step_time.md"
+    run("step_time.py", "--methods=Soft_logits,DML,FitNet", "--batch_size=4", "--width=0.125",
+        "--steps=2", "--warmup=1", f"--out={out}")
+    report = out.read_text()
+    for line in ("- tensorflow:", "- cores:", "- intra_op_threads:", "- cpu:"):
+        assert line in report
+    rows = re.findall(r"^\| (\S+) \| (init|main) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (yes|no) \|$",
+                      report, re.M)
+    assert [(r[0], r[1]) for r in rows] == [("Soft_logits", "main"), ("DML", "main"),
+                                            ("FitNet", "init"), ("FitNet", "main")]
+    for _, _, step, floor, ratio, within in rows:
+        assert float(step) > 0 and float(floor) > 0
+        assert abs(float(ratio) - float(step) / float(floor)) < 0.02
+        assert (within == "yes") == (float(ratio) <= 1.10)
+    svd_rows = re.findall(r"^\| 4x\d+x\d+x\d+ \| ([\d.]+) \| ([\d.]+) \|$", report, re.M)
+    assert len(svd_rows) == 3
+
+
+def test_fashion_mnist_benchmark_on_a_tiny_configuration(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "report"
+    args = ["--methods=None,Soft_logits", "--trials=1", "--train_epoch=1", "--teacher_epoch=1",
+            "--width=0.125", "--train_subset=128", "--test_subset=100", "--batch_size=64",
+            f"--root={root}", f"--out={out}"]
+    run("fashion_mnist.py", *args)
+    for method in ("Teacher", "None", "Soft_logits"):
+        assert (root / method / "trial0" / "train_params.mat").exists()
+    report = (out / "README.md").read_text()
+    assert "- tensorflow:" in report and "- cpu:" in report and "wall time" in report
+    assert re.search(r"^\| Soft_logits \| 1 \| [\d.]+ \|", report, re.M)
+    assert "Beat the undistilled student" in report and "Did not:" in report
+    assert (out / "curves.png").stat().st_size > 0
+    # a second run skips the finished trials and reports the same table
+    again = run("fashion_mnist.py", *args)
+    assert again.count("finished, skipped") == 3
