@@ -6,7 +6,9 @@
 Trial `i` of method `M` trains in `root/M/trial{i}` with `--seed=i`. Finished
 trials (with `train_params.mat`) are skipped and an interrupted one is
 resumed, so the command can simply be run again. Arguments after `--` go to
-every `train.py` call.
+every `train.py` call. When `Teacher` is among the methods and no
+`--teacher` is given, the other methods distil from `root/Teacher/trial0`, so
+one command trains the teacher and then every student.
 """
 
 import argparse
@@ -29,12 +31,18 @@ def main(argv):
     parser.add_argument("--root", required=True, help="parent of the train_dirs")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
-    for method in args.methods.split(","):
+    methods = args.methods.split(",")
+    teacher = []
+    if "Teacher" in methods and not any(a.startswith("--teacher=") for a in extra):
+        methods.sort(key=lambda m: m != "Teacher")      # the teacher first
+        teacher = [f"--teacher={os.path.join(args.root, 'Teacher', 'trial0', 'model.keras')}"]
+    for method in methods:
         for seed, train_dir in enumerate(trial_dirs(args.root, method, args.trials)):
             if os.path.exists(os.path.join(train_dir, "train_params.mat")):
                 print(f"{train_dir}: finished, skipped")
                 continue
-            flags = ["--main_scope=Teacher"] if method == "Teacher" else [f"--Distillation={method}"]
+            flags = (["--main_scope=Teacher"] if method == "Teacher"
+                     else [f"--Distillation={method}", *teacher])
             if os.path.isdir(os.path.join(train_dir, "backup")):
                 flags.append("--resume")
             command = [sys.executable, os.path.join(ROOT, "train.py"), *flags,
