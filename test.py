@@ -1,4 +1,5 @@
-"""Evaluate a trained network's top-1 accuracy on a dataset's test split.
+"""Evaluate a trained network's top-1 accuracy on a dataset's test split
+(pixel accuracy and mean IoU on a segmentation set).
 
     python test.py --model=runs/student/model.keras --dataset=fashion_mnist
 
@@ -19,7 +20,8 @@ from tf_kd import tf1_weights
 
 F = flags.FLAGS
 flags.DEFINE_string("model", None, "A .keras file, a SavedModel directory or a .mat file.")
-flags.DEFINE_string("dataset", "cifar100", "Dataset: cifar100, cifar10, fashion_mnist or synthetic.")
+flags.DEFINE_string("dataset", "cifar100", "Dataset: cifar100, cifar10, fashion_mnist, "
+                    "fashion_mnist_seg (segmentation) or synthetic.")
 flags.DEFINE_string("data_dir", "", "Where the dataset files are (default: standard places).")
 flags.DEFINE_integer("test_subset", 0, "Use only the first N test images (0: all).")
 flags.DEFINE_integer("batch_size", 200, "Evaluation batch size.")
@@ -47,21 +49,41 @@ def load_logits_fn(path, data):
     return tf.function(lambda images: network(images, training=False)["logits"])
 
 
-def evaluate(path, data, batch_size):
-    """Top-1 accuracy in percent."""
+def confusion_matrix(path, data, batch_size):
+    """Counts of (label, argmax prediction) pairs over the test split, per
+    image, or per pixel for segmentation."""
     logits_fn = load_logits_fn(path, data)
-    correct = 0
+    n = data.num_classes
+    counts = np.zeros(n * n, np.int64)
     for images, labels in dataloader.test_pipeline(data, batch_size):
         predictions = np.argmax(logits_fn(images), axis=-1)
-        correct += int(np.sum(predictions == labels.numpy()))
-    return 100 * correct / len(data.test_labels)
+        counts += np.bincount((labels.numpy() * n + predictions).ravel(), minlength=n * n)
+    return counts.reshape(n, n)
+
+
+def accuracy(confusion):
+    """Top-1 (or pixel) accuracy in percent."""
+    return 100 * np.trace(confusion) / confusion.sum()
+
+
+def mean_iou(confusion):
+    """Mean over the classes present in labels or predictions of
+    `TP / (TP + FP + FN)`, in percent (as `keras.metrics.MeanIoU`)."""
+    true_positives = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - true_positives
+    return 100 * np.mean(true_positives[union > 0] / union[union > 0])
 
 
 def main(argv):
     del argv
     data = dataloader.load(F.dataset, data_dir=F.data_dir or None,
                            test_subset=F.test_subset or None)
-    print(f"Top-1 accuracy: {evaluate(F.model, data, F.batch_size):.2f}%")
+    confusion = confusion_matrix(F.model, data, F.batch_size)
+    if data.segmentation:
+        print(f"Pixel accuracy: {accuracy(confusion):.2f}%, "
+              f"mIoU: {mean_iou(confusion):.2f}%")
+    else:
+        print(f"Top-1 accuracy: {accuracy(confusion):.2f}%")
 
 
 if __name__ == "__main__":

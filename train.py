@@ -13,14 +13,16 @@ flags.DEFINE_string("train_dir", "test", "Directory for logs, weights and export
 flags.DEFINE_string("Distillation", "None",
                     "Distillation method: " + ", ".join(DISTILLERS) + ".")
 flags.DEFINE_string("dataset", "cifar100",
-                    "Dataset: cifar100, cifar10, fashion_mnist or synthetic.")
-flags.DEFINE_string("model_name", "ResNet", "Network architecture.")
+                    "Dataset: cifar100, cifar10, fashion_mnist, fashion_mnist_seg "
+                    "(segmentation) or synthetic.")
+flags.DEFINE_string("model_name", "ResNet",
+                    "Network architecture: ResNet, or FCN for segmentation.")
 flags.DEFINE_enum("main_scope", "Student", ["Student", "Teacher"],
                   "Which network to train: Student (ResNet8) or Teacher (ResNet32).")
 flags.DEFINE_integer("train_epoch", 100, "Epochs after the initialisation phase.")
 flags.DEFINE_integer("init_epoch", -1,
                      "Initialisation epochs; -1 takes the method's TF1 value "
-                     "(40 for FitNet, FSP, FT, AB and MHGD, else 0).")
+                     "(40 for FitNet, FSP, FT, AB and MHGD, 1 for KA, else 0).")
 flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("val_batch_size", 200, "Evaluation batch size.")
 flags.DEFINE_float("learning_rate", 0.1,
@@ -49,6 +51,8 @@ def main(argv):
                                 map(F.__getitem__, training.Config.__dataclass_fields__)})
     history = training.train(config)
     print(f"Final validation accuracy: {100 * history.history['val_accuracy'][-1]:.2f}%")
+    if "val_miou" in history.history:
+        print(f"Final validation mIoU: {100 * history.history['val_miou'][-1]:.2f}%")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 `load(name)` reads a dataset into memory as a `Dataset`; `train_pipeline` and
 `test_pipeline` turn it into batches of normalised float32 images and int32
-labels. CIFAR-100 is normalised with the TF1 constants; the other datasets
-with the per-channel mean and std of their full training set.
+labels (label maps for the segmentation set `fashion_mnist_seg`). CIFAR-100
+is normalised with the TF1 constants; the other datasets with the
+per-channel mean and std of their full training set.
 """
 
 from typing import Callable, NamedTuple, Optional
 
-from dataloader import cifar, fashion_mnist, preprocessing, synthetic
+from dataloader import cifar, fashion_mnist, fashion_mnist_seg, preprocessing, synthetic
 from dataloader.dataset import Dataset
 from dataloader.pipelines import test_pipeline, train_pipeline
 
@@ -24,6 +25,8 @@ _SOURCES = {
                         (preprocessing.TF1_CIFAR100_MEAN, preprocessing.TF1_CIFAR100_STD)),
     "cifar10": _Source(lambda data_dir, seed: cifar.load("cifar10", data_dir), 10, None),
     "fashion_mnist": _Source(lambda data_dir, seed: fashion_mnist.load(data_dir), 10, None),
+    "fashion_mnist_seg": _Source(lambda data_dir, seed: fashion_mnist_seg.load(data_dir),
+                                 fashion_mnist_seg.NUM_CLASSES, None),
     "synthetic": _Source(lambda data_dir, seed: synthetic.load(seed), synthetic.NUM_CLASSES,
                          None),
 }

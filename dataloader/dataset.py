@@ -7,8 +7,9 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """uint8 NHWC images, int32 labels of shape [N], and the per-channel
-    float32 `mean` / `std` the pipelines normalise with."""
+    """uint8 NHWC images, int32 labels of shape [N] (label maps [N, H, W]
+    for segmentation), and the per-channel float32 `mean` / `std` the
+    pipelines normalise with."""
     name: str
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -22,3 +23,8 @@ class Dataset:
     def image_shape(self):
         """(height, width, channels)."""
         return tuple(self.train_images.shape[1:])
+
+    @property
+    def segmentation(self):
+        """Whether the labels are per-pixel label maps."""
+        return self.train_labels.ndim == 3

@@ -12,7 +12,8 @@ from dataloader import preprocessing
 
 def train_pipeline(data, batch_size, seed=None):
     """Shuffled, augmented `(images, labels)` batches of `data`'s training set:
-    float32 normalised NHWC images and int32 labels."""
+    float32 normalised NHWC images and int32 labels (label maps transformed
+    with their images)."""
     count = len(data.train_labels)
     if count < batch_size:
         raise ValueError(f"{count} training examples make no full batch of "
@@ -26,6 +27,8 @@ def train_pipeline(data, batch_size, seed=None):
     def prepare(batch, seed):
         images, labels = batch
         images = preprocessing.normalize(images, data.mean, data.std)
+        if data.segmentation:
+            return preprocessing.augment_with_labels(images, labels, seed)
         return preprocessing.augment(images, seed), labels
 
     batches = examples.batch(batch_size, drop_remainder=True)

@@ -4,7 +4,8 @@ flip, 4-pixel REFLECT padding and a random crop back to the original size.
 
 TF1 augments whole batches: each image is flipped on its own, but
 `tf.random_crop(batch, tf.shape(batch))` draws one crop offset per batch,
-shared by its images; that is kept."""
+shared by its images; that is kept. Segmentation label maps are transformed
+with their images (`augment_with_labels`)."""
 
 import numpy as np
 import tensorflow as tf
@@ -47,3 +48,12 @@ def augment(images, seed):
     padding = spatial if images.shape.rank == 3 else [[0, 0]] + spatial
     padded = tf.pad(images, padding, mode="REFLECT")
     return tf.image.stateless_random_crop(padded, tf.shape(images), crop_seed)
+
+
+def augment_with_labels(images, label_maps, seed):
+    """`augment` of an NHWC batch and its [B, H, W] label maps together: the
+    labels ride along as an extra channel, so each is flipped, padded and
+    cropped exactly as its pixels (the values are only moved, never mixed)."""
+    both = augment(tf.concat([images, tf.cast(label_maps, images.dtype)[..., None]], -1),
+                   seed)
+    return both[..., :-1], tf.cast(both[..., -1], label_maps.dtype)

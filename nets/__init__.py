@@ -1,8 +1,9 @@
 """Keras networks exposing block features through named outputs."""
 
+from nets.fcn import FCN
 from nets.resnet import ResNet, feature_names
 
-NETWORKS = {"ResNet": ResNet}
+NETWORKS = {"ResNet": ResNet, "FCN": FCN}
 
 
 def get_network(name):
@@ -12,4 +13,4 @@ def get_network(name):
             f"Unknown model_name {name!r}; valid: {', '.join(sorted(NETWORKS))}.")
     return NETWORKS[name]
 
-__all__ = ["NETWORKS", "ResNet", "feature_names", "get_network"]
+__all__ = ["FCN", "NETWORKS", "ResNet", "feature_names", "get_network"]

@@ -34,14 +34,17 @@ def batch_norm(x, name, weight_decay, relu=True):
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def basic_block(x, depth, stride, name, weight_decay):
-    """conv3x3-BN-ReLU-conv3x3-BN, 1x1 conv+BN shortcut if the shape changes.
+def basic_block(x, depth, stride, name, weight_decay, dilation=1):
+    """conv3x3-BN-ReLU-conv3x3-BN, 1x1 conv+BN shortcut if the shape changes;
+    `dilation` dilates both 3x3 convolutions (dense-prediction networks).
 
     Returns the block output after and before its final ReLU.
     """
-    out = layers.conv2d(depth, 3, stride, f"{name}_conv0", weight_decay)(x)
+    out = layers.conv2d(depth, 3, stride, f"{name}_conv0", weight_decay,
+                        dilation_rate=dilation)(x)
     out = batch_norm(out, f"{name}_bn0", weight_decay)
-    out = layers.conv2d(depth, 3, 1, f"{name}_conv1", weight_decay)(out)
+    out = layers.conv2d(depth, 3, 1, f"{name}_conv1", weight_decay,
+                        dilation_rate=dilation)(out)
     out = batch_norm(out, f"{name}_bn1", weight_decay, relu=False)
     if stride > 1 or depth != x.shape[-1]:
         x = layers.conv2d(depth, 1, stride, f"{name}_conv2", weight_decay)(x)

@@ -10,7 +10,7 @@ from tf_kd import optimizers
 from tf_kd.distillers import DISTILLERS, get_distiller
 from tf_kd.distillers.base import class_loss, sigmoid
 
-INIT_METHODS = {"FitNet", "FSP", "AB", "FT", "MHGD"}
+INIT_METHODS = {"FitNet", "FSP", "AB", "FT", "MHGD", "KA"}
 
 
 def make(key, init_epoch=None, seed=0):
@@ -53,14 +53,15 @@ def module_variables(distiller):
 
 def test_keys_are_the_tf1_ones():
     assert set(DISTILLERS) == {"None", "Soft_logits", "DML", "FT", "FitNet", "AT", "AB",
-                               "VID", "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST"}
+                               "VID", "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST", "KA"}
     with pytest.raises(ValueError, match="Soft_logits.*MHGD"):
         get_distiller("KD")
 
 
 @pytest.mark.parametrize("key", sorted(DISTILLERS))
 def test_default_init_epoch(key):
-    assert get_distiller(key).default_init_epoch == (40 if key in INIT_METHODS else 0)
+    expected = 1 if key == "KA" else 40 if key in INIT_METHODS else 0   # KA: the paper's 1
+    assert get_distiller(key).default_init_epoch == expected
 
 
 def run_step(distiller, epoch, seed=0):
@@ -77,6 +78,7 @@ MAIN_PHASE = {
     "FitNet": "student", "FSP": "student",
     "AB": "student+decay",   # TF1: the connectors only feel weight decay now
     "VID": "student+modules", "NST": "student", "FT": "student+translator", "DML": "student+teacher",
+    "KA": "student+adapter",
 }
 
 
@@ -109,6 +111,9 @@ def test_main_phase_step_trains_the_right_variables(key):
     elif expected == "student+translator":
         assert {p for p in modules if "translator" in p} <= trained
         assert not {p for p in trained if "paraphraser" in p}
+    elif expected == "student+adapter":
+        assert {p for p in modules if "adapter" in p} <= trained
+        assert not {p for p in trained if "auto_encoder" in p}
     else:
         assert not (trained & modules), trained & modules
     second = run_step(distiller, epoch, seed=1)
@@ -126,7 +131,7 @@ def test_initialisation_phase_and_switch(key):
     student = paths(distiller.student.trainable_variables)
     modules = module_variables(distiller)
     assert not changed(distiller.teacher.variables, teacher_before)
-    if key in {"FT", "MHGD"}:        # only the paraphraser / attention network
+    if key in {"FT", "MHGD", "KA"}:  # only the paraphraser / attention network / auto-encoder
         assert trained and not (trained & student)
         assert trained <= modules
         if key == "FT":

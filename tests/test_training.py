@@ -119,11 +119,11 @@ def teacher_run(tmp_path_factory):
     return str(train_dir)
 
 
-INIT_KEYS = {"FitNet", "FSP", "AB", "FT", "MHGD"}
+INIT_KEYS = {"FitNet", "FSP", "AB", "FT", "MHGD", "KA"}
 
 
 @pytest.mark.parametrize("key", ["Soft_logits", "DML", "FT", "FitNet", "AT", "AB", "VID",
-                                 "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST"])
+                                 "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST", "KA"])
 def test_every_method_runs_through_train(key, teacher_run, tmp_path):
     config = tiny(tmp_path / key, Distillation=key,
                   teacher=os.path.join(teacher_run, "model.keras"),

@@ -50,7 +50,8 @@ class Config:
 
 
 class TrainingLog(keras.callbacks.Callback):
-    """Keeps TF1's `log.mat` up to date after every epoch (accuracies in %)."""
+    """Keeps TF1's `log.mat` up to date after every epoch (accuracies in %;
+    for segmentation also `validation_miou`)."""
 
     def __init__(self, path):
         super().__init__()
@@ -58,7 +59,8 @@ class TrainingLog(keras.callbacks.Callback):
         self.log = {"training_acc": [], "validation_acc": []}
         if os.path.exists(path):
             saved = sio.loadmat(path)
-            self.log = {k: list(np.ravel(saved[k])) for k in self.log}
+            self.log = {k: list(np.ravel(v)) for k, v in saved.items()
+                        if not k.startswith("__")}
 
     def on_epoch_begin(self, epoch, logs=None):
         # A resumed run restarts at `epoch`: forget what came after it.
@@ -67,13 +69,19 @@ class TrainingLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.log["training_acc"].append(100 * logs["accuracy"])
         self.log["validation_acc"].append(100 * logs["val_accuracy"])
+        if "val_miou" in logs:
+            self.log.setdefault("validation_miou", []).append(100 * logs["val_miou"])
         sio.savemat(self.path, self.log)
 
 
 def build_network(config, data, scope):
-    return nets.get_network(config.model_name)(
+    network = nets.get_network(config.model_name)(
         input_shape=data.image_shape, num_classes=data.num_classes,
         scope=scope, width=config.width, weight_decay=config.weight_decay)
+    if (len(network.output["logits"].shape) == 4) != data.segmentation:
+        raise ValueError(f"--model_name={config.model_name} does not predict what "
+                         f"--dataset={config.dataset} labels (segmentation: FCN).")
+    return network
 
 
 def build_distiller(config, data):

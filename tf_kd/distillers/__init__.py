@@ -1,7 +1,9 @@
 """Distillation methods, grouped as in the TF1 repository by kind of knowledge:
 response (`response.py`), multi-connection (`multiple.py`), shared
-representation (`shared.py`) and relation (`relation.py`)."""
+representation (`shared.py`) and relation (`relation.py`); beyond TF1,
+knowledge adaptation for dense prediction (`adaptation.py`)."""
 
+from tf_kd.distillers.adaptation import KnowledgeAdaptation
 from tf_kd.distillers.base import Baseline, Distiller, InitializationDistiller
 from tf_kd.distillers.multiple import NST, VID, ABDistillation, AttentionTransfer, FitNet
 from tf_kd.distillers.relation import MHGD, RKD
@@ -25,6 +27,7 @@ DISTILLERS = {
     "MHGD": MHGD,
     # methods of the other seed papers
     "NST": NST,
+    "KA": KnowledgeAdaptation,
 }
 
 

@@ -10,6 +10,10 @@ Methods with an initialisation phase (TF1 `init_epoch`) switch their
 `train_step` between phases at `init_epoch`; the switch happens in Python at
 the start of an epoch (see `on_epoch_begin`) and retraces the train function,
 so each phase compiles to its own graph.
+
+For a dense-prediction student (`logits` of shape [B, H, W, classes]) the
+accuracy is the pixel accuracy and the mean intersection over union of the
+classes (`miou`) is tracked too.
 """
 
 import keras
@@ -45,12 +49,17 @@ class Distiller(keras.Model):
         self.distillation_tracker = keras.metrics.Mean(name="distillation_loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
             name="accuracy")
+        logits_shape = student.output["logits"].shape
+        self.miou_tracker = (keras.metrics.MeanIoU(logits_shape[-1], name="miou",
+                                                   sparse_y_pred=False)
+                             if len(logits_shape) == 4 else None)
 
     # -- Keras plumbing -------------------------------------------------------
     @property
     def metrics(self):
+        segmentation = [self.miou_tracker] if self.miou_tracker is not None else []
         return [self.loss_tracker, self.distillation_tracker,
-                self.accuracy_tracker]
+                self.accuracy_tracker, *segmentation]
 
     def call(self, images, training=False):
         return self.student(images, training=training)
@@ -75,8 +84,12 @@ class Distiller(keras.Model):
         logits = self.student(images, training=False)["logits"]
         self.loss_tracker.update_state(class_loss(labels, logits))
         self.accuracy_tracker.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(),
-                "accuracy": self.accuracy_tracker.result()}
+        results = {"loss": self.loss_tracker.result(),
+                   "accuracy": self.accuracy_tracker.result()}
+        if self.miou_tracker is not None:
+            self.miou_tracker.update_state(labels, logits)
+            results["miou"] = self.miou_tracker.result()
+        return results
 
     # -- helpers for train_step -----------------------------------------------
     def weight_decay(self, module=None):
@@ -155,6 +168,8 @@ class Distiller(keras.Model):
         if distillation_loss is not None:
             self.distillation_tracker.update_state(distillation_loss)
         self.accuracy_tracker.update_state(labels, logits)
+        if self.miou_tracker is not None:
+            self.miou_tracker.update_state(labels, logits)
         return {m.name: m.result() for m in self.metrics}
 
 
