@@ -178,7 +178,17 @@ def main(argv=None):
               "warm-up steps, method and floor timed in alternating rounds.", "",
               "| method | phase | step (ms) | floor (ms) | ratio | within target |",
               "|---|---|---:|---:|---:|---|"]
+    svd_lines = ["", "## SVD paths (forward + backward, 4 vectors, student stage features)", "",
+                 "| feature | tf.linalg.svd (ms) | eigen route (ms) |", "|---|---:|---:|"]
+    for row in svd_paths(args.batch_size, args.width, args.image_size, args.steps):
+        svd_lines.append(f"| {row['shape']} | {1e3 * row['svd']:.1f} | {1e3 * row['eid']:.1f} |")
     print("\n".join(lines), flush=True)
+
+    def save():
+        if args.out:
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            with open(args.out, "w") as f:
+                f.write("\n".join(lines + svd_lines) + "\n")
 
     floors = {}
     for key in args.methods.split(","):
@@ -197,17 +207,10 @@ def main(argv=None):
                     f"{ratio:.2f} | {'yes' if ratio <= args.target else 'no'} |")
             lines.append(line)
             print(line, flush=True)
+            save()      # a long run interrupted keeps the rows it has
 
-    svd_lines = ["", "## SVD paths (forward + backward, 4 vectors, student stage features)", "",
-                 "| feature | tf.linalg.svd (ms) | eigen route (ms) |", "|---|---:|---:|"]
-    for row in svd_paths(args.batch_size, args.width, args.image_size, args.steps):
-        svd_lines.append(f"| {row['shape']} | {1e3 * row['svd']:.1f} | {1e3 * row['eid']:.1f} |")
     print("\n".join(svd_lines), flush=True)
-    lines += svd_lines
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    save()
 
 
 if __name__ == "__main__":
