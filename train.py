@@ -7,6 +7,7 @@ from absl import app, flags
 
 from tf_kd import training
 from tf_kd.distillers import DISTILLERS
+from tf_kd.transfer_set import Synthesis
 
 F = flags.FLAGS
 flags.DEFINE_string("train_dir", "test", "Directory for logs, weights and exports.")
@@ -40,6 +41,21 @@ flags.DEFINE_string("data_dir", "", "Where the dataset files are (default: stand
 flags.DEFINE_enum("nst_kernel", "poly", ["linear", "poly", "gaussian"],
                   "NST's MMD kernel (loss weight 50, 50, 16 as in the paper).")
 flags.DEFINE_boolean("nst_with_kd", False, "NST: add the Soft_logits term (KD+NST).")
+flags.DEFINE_string("transfer_set", "",
+                    "DFKD: .npz transfer set, loaded if it exists, else built and saved "
+                    "there (default: train_dir/transfer_set.npz).")
+flags.DEFINE_integer("transfer_size", 10000, "DFKD: number of pseudo samples to build.")
+flags.DEFINE_boolean("dfkd_noise_baseline", False,
+                     "DFKD: build the baseline transfer set instead, random noise "
+                     "labelled by the teacher (no synthesis).")
+flags.DEFINE_float("dfkd_sigma", Synthesis.sigma, "DFKD: standard deviation of the sampled logits.")
+flags.DEFINE_float("dfkd_tau", Synthesis.tau,
+                   "DFKD: temperature of the soft targets and of the student's loss.")
+flags.DEFINE_integer("dfkd_steps", Synthesis.steps, "DFKD: Adam steps per batch of pseudo samples.")
+flags.DEFINE_float("dfkd_learning_rate", Synthesis.learning_rate,
+                   "DFKD: Adam's step size on the (normalised) inputs.")
+flags.DEFINE_float("dfkd_activation_weight", Synthesis.activation_weight,
+                   "DFKD: weight of the first-layer activation loss L_a.")
 flags.DEFINE_boolean("resume", False, "Continue an interrupted run in train_dir.")
 flags.DEFINE_boolean("overwrite", False, "Delete what train_dir holds and start again.")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")

@@ -4,7 +4,8 @@
 `test_pipeline` turn it into batches of normalised float32 images and int32
 labels (label maps for the segmentation set `fashion_mnist_seg`). CIFAR-100
 is normalised with the TF1 constants; the other datasets with the
-per-channel mean and std of their full training set.
+per-channel mean and std of their full training set. `load_test(name)`
+gives the test split alone, with stored constants, for data-free runs.
 """
 
 from typing import Callable, NamedTuple, Optional
@@ -56,4 +57,30 @@ def _first(array, count):
     return array[:count]
 
 
-__all__ = ["DATASETS", "Dataset", "load", "train_pipeline", "test_pipeline"]
+# Datasets that load without their training split, for data-free
+# distillation: the test split and the constants the networks were trained
+# with (CIFAR-10 has none stored: its constants come from its training set).
+_TEST_SOURCES = {
+    "cifar100": (lambda data_dir, seed: cifar.load_test("cifar100", data_dir),
+                 (preprocessing.TF1_CIFAR100_MEAN, preprocessing.TF1_CIFAR100_STD)),
+    "fashion_mnist": (lambda data_dir, seed: fashion_mnist.load_test(data_dir),
+                      (fashion_mnist.MEAN, fashion_mnist.STD)),
+    "synthetic": (lambda data_dir, seed: synthetic.load(seed)[1],   # generated, not read
+                  (synthetic.MEAN, synthetic.STD)),
+}
+
+
+def load_test(name, data_dir=None, test_subset=None, seed=0):
+    """`name`'s test split (its first `test_subset` examples) with the stored
+    normalisation constants and an empty training split."""
+    if name not in _TEST_SOURCES:
+        raise ValueError(f"{name!r} cannot be loaded without its training split; "
+                         f"data-free runs support {', '.join(_TEST_SOURCES)}.")
+    read, (mean, std) = _TEST_SOURCES[name]
+    test_images, test_labels = read(data_dir, seed)
+    return Dataset(name, test_images[:0], test_labels[:0],
+                   _first(test_images, test_subset), _first(test_labels, test_subset),
+                   _SOURCES[name].num_classes, mean, std)
+
+
+__all__ = ["DATASETS", "Dataset", "load", "load_test", "train_pipeline", "test_pipeline"]

@@ -53,6 +53,18 @@ _PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"),
 def load(name, data_dir=None):
     """`(train_images, train_labels), (test_images, test_labels)` of `name`
     ("cifar100" or "cifar10"): uint8 NHWC images, int32 labels."""
+    return _find(name, data_dir, ("train", "test"))
+
+
+def load_test(name, data_dir=None):
+    """`(test_images, test_labels)` as `load` gives them; the training
+    split is never read (data-free distillation)."""
+    (test,) = _find(name, data_dir, ("test",))
+    return test
+
+
+def _find(name, data_dir, splits):
+    """The `splits` of `name` from the first place that has them."""
     layout = LAYOUTS[name]
     places = []
     if data_dir:
@@ -66,7 +78,7 @@ def load(name, data_dir=None):
                (_from_pickles, os.path.join(keras_dir, layout.folder)),
                (_from_pickles, os.path.join(keras_dir, layout.archive))]
     for read, path in places:
-        arrays = read(name, path)
+        arrays = read(name, path, splits)
         if arrays is not None:
             return arrays
     tried = "\n  ".join(f"{path} ({'tensorflow-datasets' if read is _from_tfds else 'pickles'})"
@@ -79,43 +91,48 @@ def load(name, data_dir=None):
         "--data_dir.")
 
 
-def _from_tfds(name, root):
-    """A prepared tensorflow-datasets copy under `root`, or None."""
+def _from_tfds(name, root, splits):
+    """`splits` of a prepared tensorflow-datasets copy under `root`, or None."""
     if not os.path.isdir(os.path.join(root, name)):
         return None
     builder = tfds.builder(name, data_dir=root)
     if not builder.is_prepared():
         return None
-    splits = []
-    for split in ("train", "test"):
+    arrays = []
+    for split in splits:
         images, labels = tfds.as_numpy(
             builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
-        splits.append((images, labels.astype(np.int32)))
-    return tuple(splits)
+        arrays.append((images, labels.astype(np.int32)))
+    return tuple(arrays)
 
 
-def _from_pickles(name, path):
-    """The python-pickle batches in folder or .tar.gz `path`, or None."""
+def _from_pickles(name, path, splits):
+    """`splits` from the python-pickle batches in folder or .tar.gz `path`,
+    or None."""
     layout = LAYOUTS[name]
     if os.path.isdir(path):
         def read(member):
             with open(os.path.join(path, member), "rb") as f:
                 return read_batch(f, layout.label_key)
-        return _train_and_test(layout, read)
+        return _read_splits(layout, read, splits)
     if os.path.isfile(path):
         with tarfile.open(path) as archive:
             def read(member):
                 with archive.extractfile(f"{layout.folder}/{member}") as f:
                     return read_batch(f, layout.label_key)
-            return _train_and_test(layout, read)
+            return _read_splits(layout, read, splits)
     return None
 
 
-def _train_and_test(layout, read):
-    train = [read(member) for member in layout.train_files]
-    train = (np.concatenate([images for images, _ in train]),
-             np.concatenate([labels for _, labels in train]))
-    return train, read(layout.test_file)
+def _read_splits(layout, read, splits):
+    """`(images, labels)` of each split, read member by member with `read`."""
+    members = {"train": layout.train_files, "test": (layout.test_file,)}
+    arrays = []
+    for split in splits:
+        batches = [read(member) for member in members[split]]
+        arrays.append((np.concatenate([images for images, _ in batches]),
+                       np.concatenate([labels for _, labels in batches])))
+    return tuple(arrays)
 
 
 class _ArrayUnpickler(pickle.Unpickler):

@@ -17,21 +17,39 @@ FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _UNSIGNED_BYTE = 0x08
 PAD = 2   # 28 + 2 * 2 = 32
+# The per-channel mean and std of the 60,000 padded training images
+# (`preprocessing.channel_stats`, computed once, exactly the float32 values
+# `dataloader.load` computes), so that the test split can be normalised as
+# the networks were trained without reading the training split.
+MEAN = np.array([55.844955], np.float32)
+STD = np.array([84.6119], np.float32)
 
 
 def load(data_dir=None):
     """`(train_images, train_labels), (test_images, test_labels)`: uint8
     images of shape [N, 32, 32, 1] (padded), int32 labels."""
+    train_images, train_labels, test_images, test_labels = _read(data_dir, FILES)
+    return ((pad_to_32(train_images), train_labels.astype(np.int32)),
+            (pad_to_32(test_images), test_labels.astype(np.int32)))
+
+
+def load_test(data_dir=None):
+    """`(test_images, test_labels)` as `load` gives them; the training files
+    are never opened (data-free distillation)."""
+    test_images, test_labels = _read(data_dir, FILES[2:])
+    return pad_to_32(test_images), test_labels.astype(np.int32)
+
+
+def _read(data_dir, names):
+    """The IDX files `names` from the first place that has them all."""
     tried = ([data_dir] if data_dir else []) + [
         DEBIAN_DIR, os.path.join(keras_cache.datasets_dir(), "fashion-mnist")]
     for directory in tried:
-        paths = [_find(directory, name) for name in FILES]
+        paths = [_find(directory, name) for name in names]
         if all(paths):
-            train_images, train_labels, test_images, test_labels = map(read_idx, paths)
-            return ((pad_to_32(train_images), train_labels.astype(np.int32)),
-                    (pad_to_32(test_images), test_labels.astype(np.int32)))
+            return [read_idx(path) for path in paths]
     raise FileNotFoundError(
-        f"Fashion-MNIST IDX files ({', '.join(FILES)}, optionally .gz) not "
+        f"Fashion-MNIST IDX files ({', '.join(names)}, optionally .gz) not "
         f"found in: {', '.join(tried)}. Install the Debian package "
         "`dataset-fashion-mnist` (apt-get install dataset-fashion-mnist) or "
         "pass --data_dir.")

@@ -265,6 +265,18 @@ def test_cifar100_from_the_tar_gz_archive(tmp_path):
                  train, test, 100)
 
 
+def test_cifar100_test_split_loads_without_the_training_file(tmp_path):
+    train, test = write_cifar(tmp_path / "data", "cifar100", np.random.default_rng(8))
+    os.remove(tmp_path / "data" / "cifar-100-python" / "train")
+    data = dataloader.load_test("cifar100", data_dir=str(tmp_path / "data"), test_subset=3)
+    np.testing.assert_array_equal(data.test_images, test[0][:3])
+    np.testing.assert_array_equal(data.test_labels, test[1][:3])
+    assert len(data.train_images) == 0 and data.num_classes == 100
+    np.testing.assert_array_equal(data.mean, preprocessing.TF1_CIFAR100_MEAN)
+    with pytest.raises(FileNotFoundError):
+        dataloader.load("cifar100", data_dir=str(tmp_path / "data"))
+
+
 def test_cifar100_from_the_keras_3_cache(tmp_path):
     # keras.datasets.cifar100.load_data() extracts to
     # $KERAS_HOME/datasets/cifar-100-python-target/cifar-100-python/.

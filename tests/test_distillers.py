@@ -53,7 +53,8 @@ def module_variables(distiller):
 
 def test_keys_are_the_tf1_ones():
     assert set(DISTILLERS) == {"None", "Soft_logits", "DML", "FT", "FitNet", "AT", "AB",
-                               "VID", "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST", "KA"}
+                               "VID", "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST", "KA",
+                               "DFKD"}
     with pytest.raises(ValueError, match="Soft_logits.*MHGD"):
         get_distiller("KD")
 
@@ -78,7 +79,7 @@ MAIN_PHASE = {
     "FitNet": "student", "FSP": "student",
     "AB": "student+decay",   # TF1: the connectors only feel weight decay now
     "VID": "student+modules", "NST": "student", "FT": "student+translator", "DML": "student+teacher",
-    "KA": "student+adapter",
+    "KA": "student+adapter", "DFKD": "student",
 }
 
 

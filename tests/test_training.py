@@ -123,11 +123,13 @@ INIT_KEYS = {"FitNet", "FSP", "AB", "FT", "MHGD", "KA"}
 
 
 @pytest.mark.parametrize("key", ["Soft_logits", "DML", "FT", "FitNet", "AT", "AB", "VID",
-                                 "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST", "KA"])
+                                 "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST", "KA",
+                                 "DFKD"])
 def test_every_method_runs_through_train(key, teacher_run, tmp_path):
     config = tiny(tmp_path / key, Distillation=key,
                   teacher=os.path.join(teacher_run, "model.keras"),
-                  init_epoch=1 if key in INIT_KEYS else -1)
+                  init_epoch=1 if key in INIT_KEYS else -1,
+                  **(dict(transfer_size=128, dfkd_steps=2) if key == "DFKD" else {}))
     history = training.train(config)
     epochs = 2 if key in INIT_KEYS else 1
     assert len(history.history["val_accuracy"]) == epochs

@@ -18,8 +18,9 @@ import tensorflow as tf
 
 import dataloader
 import nets
-from tf_kd import optimizers, schedules, tf1_weights
+from tf_kd import optimizers, schedules, tf1_weights, transfer_set
 from tf_kd.distillers import get_distiller
+from tf_kd.transfer_set import Synthesis
 
 
 @dataclasses.dataclass
@@ -44,6 +45,14 @@ class Config:
     data_dir: str = ""
     nst_kernel: str = "poly"
     nst_with_kd: bool = False
+    transfer_set: str = ""        # DFKD: .npz to reuse or write; "": train_dir/transfer_set.npz
+    transfer_size: int = 10000
+    dfkd_noise_baseline: bool = False
+    dfkd_sigma: float = Synthesis.sigma
+    dfkd_tau: float = Synthesis.tau
+    dfkd_steps: int = Synthesis.steps
+    dfkd_learning_rate: float = Synthesis.learning_rate
+    dfkd_activation_weight: float = Synthesis.activation_weight
     resume: bool = False
     overwrite: bool = False
     verbose: int = 1
@@ -103,6 +112,8 @@ def build_distiller(config, data):
         kwargs["init_epoch"] = config.init_epoch
     if config.Distillation == "NST":
         kwargs.update(kernel=config.nst_kernel, with_kd=config.nst_with_kd)
+    if config.Distillation == "DFKD":
+        kwargs.update(tau=config.dfkd_tau)
     return method(student, **kwargs)
 
 
@@ -126,21 +137,28 @@ def prepare_train_dir(config):
 def train(config, callbacks=()):
     """Run one training job; returns the Keras `History`. `callbacks` are
     added to the run's own."""
-    get_distiller(config.Distillation)      # fail on a bad name before any work
+    method = get_distiller(config.Distillation)   # fail on a bad name before any work
     if config.dataset not in dataloader.DATASETS:
         raise ValueError(f"Unknown dataset {config.dataset!r}; valid: "
                          f"{', '.join(dataloader.DATASETS)}.")
     backup = prepare_train_dir(config)
     keras.utils.set_random_seed(config.seed)
-    data = dataloader.load(config.dataset, data_dir=config.data_dir or None,
-                           train_subset=config.train_subset or None,
-                           test_subset=config.test_subset or None,
-                           seed=config.seed)
-    train_set = dataloader.train_pipeline(data, config.batch_size,
-                                          seed=config.seed)
+    if method.data_free:     # the test split and stored constants, no training split
+        data = dataloader.load_test(config.dataset, data_dir=config.data_dir or None,
+                                    test_subset=config.test_subset or None,
+                                    seed=config.seed)
+    else:
+        data = dataloader.load(config.dataset, data_dir=config.data_dir or None,
+                               train_subset=config.train_subset or None,
+                               test_subset=config.test_subset or None,
+                               seed=config.seed)
     test_set = dataloader.test_pipeline(data, config.val_batch_size)
 
     distiller = build_distiller(config, data)
+    if method.data_free:
+        data = with_transfer_set(config, data, distiller.teacher)
+    train_set = dataloader.train_pipeline(data, config.batch_size,
+                                          seed=config.seed)
     distiller.compile(optimizer=optimizers.Momentum(config.learning_rate))
     init_epoch = distiller.init_epoch
 
@@ -161,6 +179,22 @@ def train(config, callbacks=()):
                             shuffle=False)   # the pipeline shuffles
     save_network(distiller.student, config.train_dir)
     return history
+
+
+def with_transfer_set(config, data, teacher):
+    """DFKD: `data` with the transfer set as its training split (images and
+    the teacher's top-1 classes), loaded from `config.transfer_set` or built
+    and saved there; by default `train_dir/transfer_set.npz`, which a resumed
+    run reuses."""
+    synthesis = None if config.dfkd_noise_baseline else Synthesis(
+        config.dfkd_sigma, config.dfkd_tau, config.dfkd_steps,
+        config.dfkd_learning_rate, config.dfkd_activation_weight)
+    pseudo = transfer_set.load_or_build(
+        config.transfer_set or os.path.join(config.train_dir, "transfer_set.npz"),
+        teacher, config.transfer_size, data.mean, data.std, synthesis,
+        config.batch_size, config.seed, verbose=config.verbose > 0)
+    print(pseudo.summary())
+    return dataclasses.replace(data, train_images=pseudo.images, train_labels=pseudo.labels)
 
 
 def save_network(network, train_dir):

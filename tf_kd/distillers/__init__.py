@@ -1,10 +1,12 @@
 """Distillation methods, grouped as in the TF1 repository by kind of knowledge:
 response (`response.py`), multi-connection (`multiple.py`), shared
 representation (`shared.py`) and relation (`relation.py`); beyond TF1,
-knowledge adaptation for dense prediction (`adaptation.py`)."""
+knowledge adaptation for dense prediction (`adaptation.py`) and data-free
+distillation on a synthesised transfer set (`data_free.py`)."""
 
 from tf_kd.distillers.adaptation import KnowledgeAdaptation
 from tf_kd.distillers.base import Baseline, Distiller, InitializationDistiller
+from tf_kd.distillers.data_free import DataFreeKD
 from tf_kd.distillers.multiple import NST, VID, ABDistillation, AttentionTransfer, FitNet
 from tf_kd.distillers.relation import MHGD, RKD
 from tf_kd.distillers.response import DML, FactorTransfer, SoftLogits
@@ -28,6 +30,7 @@ DISTILLERS = {
     # methods of the other seed papers
     "NST": NST,
     "KA": KnowledgeAdaptation,
+    "DFKD": DataFreeKD,
 }
 
 

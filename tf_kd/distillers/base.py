@@ -33,6 +33,7 @@ class Distiller(keras.Model):
     default_init_epoch = 0
     needs_teacher = True        # False: plain training
     pretrained_teacher = True   # False: the teacher trains too (DML)
+    data_free = False           # True: trains on a transfer set, not the training split (DFKD)
 
     def __init__(self, student, teacher=None, init_epoch=None, **kwargs):
         super().__init__(**kwargs)
