@@ -3,7 +3,7 @@
     python benchmarks/fashion_mnist.py
 
 Trains the teacher (ResNet32 shape) once, then the undistilled student and
-every method (ResNet8 shape) with the same schedule, `--trials` seeds each,
+every method but the data-free DFKD (ResNet8 shape) with the same schedule, `--trials` seeds each,
 and writes the comparison report (table, curves, command, date, TensorFlow
 version, CPU, wall times) to `--out`. The runs go to `--root`; running the
 command again skips finished trials and resumes an interrupted one.
@@ -19,7 +19,6 @@ for 100, here 2 for 5).
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.machine import describe  # noqa: E402
 from tf_kd.distillers import DISTILLERS  # noqa: E402
 
 TF1_EPOCHS = 100
@@ -47,19 +47,6 @@ def autotrain(root, method, trials, flags):
     return time.time() - start
 
 
-def machine():
-    import tensorflow as tf
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "cores": os.cpu_count(),
-            "tensorflow": tf.__version__, "python": platform.python_version()}
-
-
 def gains(report_csv, baseline):
     """Markdown sentences: which methods beat `baseline` and by how much."""
     import csv
@@ -77,8 +64,10 @@ def gains(report_csv, baseline):
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default=",".join(DISTILLERS),
-                        help="comma-separated --Distillation keys (None: the undistilled student)")
+    parser.add_argument("--methods", default=",".join(
+        key for key, method in DISTILLERS.items() if not method.data_free),
+                        help="comma-separated --Distillation keys (None: the undistilled "
+                        "student); by default all but the data-free DFKD")
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--root", default="runs/benchmark_fashion_mnist")
     parser.add_argument("--out", default="benchmarks/results/fashion_mnist")
@@ -117,7 +106,7 @@ def main(argv):
                     f"--root={root}", f"--out={out}", "--baseline=None"],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     table = open(os.path.join(out, "report.md")).read()
-    info = machine()
+    info = describe()
     lines = ["# Fashion-MNIST benchmark", "",
              "Command: `python benchmarks/fashion_mnist.py " + " ".join(argv) + "`", "",
              *[f"- {k}: {v}" for k, v in info.items()],

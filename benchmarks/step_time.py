@@ -12,12 +12,14 @@ figure is the median over `--steps` steps after `--warmup` steps. Methods
 with an initialisation phase are timed in both phases.
 
 Also times each SVD path (`tf.linalg.svd` and the eigen route `svd_eid`,
-forward and backward) on the student's three stage features.
+forward alone and forward + backward) on the student's three stage
+features, and breaks the step of the clipped methods (`--breakdown`) into
+what the distillation loss's forward pass, its backward pass and the
+separate clipped gradients add to the floor.
 """
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -30,6 +32,7 @@ from nets import ResNet  # noqa: E402
 from tf_kd import optimizers, svd  # noqa: E402
 from tf_kd.distillers import DISTILLERS, Distiller  # noqa: E402
 from tf_kd.distillers.base import class_loss, unpack  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 
 
 class Floor(Distiller):
@@ -62,6 +65,46 @@ def build(method, image_shape, num_classes, width, **kwargs):
     distiller = method(student, teacher=teacher, **kwargs)
     distiller.compile(optimizer=optimizers.Momentum(0.1))
     return distiller
+
+
+# The methods whose distillation gradient is clipped per variable against the
+# class-loss gradient (TF1 `Optimizer_w_Distillation` for KD-SVD, and MHGD's).
+CLIPPED = ("KD-SVD", "KD-EID", "MHGD")
+
+
+def one_gradient(method, with_distillation):
+    """`method` with its clipped update replaced by one gradient of
+    `CE + decay`, plus the distillation loss if `with_distillation` (else the
+    loss is still computed, and reported, but not differentiated)."""
+
+    class OneGradient(method):
+        def apply_clipped_gradients(self, class_loss, decay, distillation_loss, tape,
+                                    variables, clip_factor):
+            with tape:      # persistent: the sum is recorded too
+                loss = class_loss + decay
+                if with_distillation:
+                    loss += distillation_loss
+            self.apply_gradients(loss, tape, variables)
+
+    return OneGradient
+
+
+def breakdown(key, floor_step, batch, image_shape, num_classes, width, warmup, steps):
+    """`key`'s main-phase step as ratios to the floor in three stages: with
+    its distillation loss computed but not differentiated, with one gradient
+    of the summed loss, and as it is (three gradients, clipped); and the
+    floor's median (seconds)."""
+    method = DISTILLERS[key]
+    epoch = method.default_init_epoch
+    row = {}
+    for name, variant in (("forward", one_gradient(method, False)),
+                          ("one gradient", one_gradient(method, True)),
+                          ("clipped", method)):
+        distiller = build(variant, image_shape, num_classes, width)
+        step, row["floor"] = compare(compiled_step(distiller, epoch), floor_step, batch,
+                                     warmup, steps)
+        row[name] = step / row["floor"]
+    return row
 
 
 def compiled_step(distiller, epoch):
@@ -102,9 +145,9 @@ def phases(method):
 
 
 def svd_paths(batch_size, width, image_size=32, steps=20, warmup=3):
-    """Median forward+backward time of each SVD path per student stage
-    feature shape `[B, H, W, D]`, with the number of vectors KD-SVD takes
-    from the student (4)."""
+    """Median forward and forward+backward times of each SVD path per
+    student stage feature shape `[B, H, W, D]`, with the number of vectors
+    KD-SVD takes from the student (4)."""
     student = ResNet((image_size, image_size, 3), 100, "Student", width=width)
     shapes = [tuple(student.output[f"feat{i}"].shape[1:]) for i in range(3)]
     rows = []
@@ -113,45 +156,29 @@ def svd_paths(batch_size, width, image_size=32, steps=20, warmup=3):
         row = {"shape": "x".join(map(str, (batch_size, *shape)))}
         for name, decompose in (("svd", svd.svd), ("eid", svd.svd_eid)):
             @tf.function
+            def forward(x, decompose=decompose):
+                return decompose(x, 4)[2]
+
+            @tf.function
             def forward_backward(x, decompose=decompose):
                 with tf.GradientTape() as tape:
                     tape.watch(x)
-                    s, u, v = decompose(x, 4)
-                    loss = tf.reduce_sum(v)
+                    loss = tf.reduce_sum(decompose(x, 4)[2])
                 return tape.gradient(loss, x)
 
-            def run(batch):
-                forward_backward(batch).numpy()
-            time_steps(run, x, warmup)
-            row[name] = float(np.median(time_steps(run, x, steps)))
+            for suffix, function in (("", forward_backward), ("_forward", forward)):
+                def run(batch, function=function):
+                    function(batch).numpy()
+                time_steps(run, x, warmup)
+                row[name + suffix] = float(np.median(time_steps(run, x, steps)))
         rows.append(row)
     return rows
 
 
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    threading = tf.config.threading
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "tensorflow": tf.__version__,
-        "python": platform.python_version(),
-        "intra_op_threads": threading.get_intra_op_parallelism_threads() or "default (all cores)",
-        "inter_op_threads": threading.get_inter_op_parallelism_threads() or "default (all cores)",
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "devices": ", ".join(d.name for d in tf.config.list_logical_devices()),
-    }
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default=",".join(k for k in DISTILLERS if k != "None"),
+    parser.add_argument("--methods", default=",".join(
+        k for k, method in DISTILLERS.items() if k != "None" and not method.data_free),
                         help="comma-separated --Distillation keys")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--image_size", type=int, default=32)
@@ -160,6 +187,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--target", type=float, default=1.10)
+    parser.add_argument("--breakdown", default=",".join(CLIPPED),
+                        help="clipped methods whose main-phase step is broken down "
+                        "(empty: none)")
     parser.add_argument("--out", default="", help="also write the Markdown here")
     args = parser.parse_args(argv)
 
@@ -171,17 +201,20 @@ def main(argv=None):
 
     lines = ["# Step time per method", "",
              f"Command: `python benchmarks/step_time.py {' '.join(argv or sys.argv[1:])}`",
-             f"Date: {time.strftime('%Y-%m-%d')}", ""]
-    lines += [f"- {k}: {v}" for k, v in machine().items()]
+             ""]
+    lines += [f"- {k}: {v}" for k, v in describe().items()]
     lines += ["", f"Batch {args.batch_size}, {image_shape} images, {args.num_classes} classes, "
               f"width {args.width}; median of {args.steps} steps after {args.warmup} "
               "warm-up steps, method and floor timed in alternating rounds.", "",
               "| method | phase | step (ms) | floor (ms) | ratio | within target |",
               "|---|---|---:|---:|---:|---|"]
-    svd_lines = ["", "## SVD paths (forward + backward, 4 vectors, student stage features)", "",
-                 "| feature | tf.linalg.svd (ms) | eigen route (ms) |", "|---|---:|---:|"]
+    svd_lines = ["", "## SVD paths (4 vectors, student stage features)", "",
+                 "| feature | tf.linalg.svd forward (ms) | forward + backward (ms) "
+                 "| eigen route forward (ms) | forward + backward (ms) |",
+                 "|---|---:|---:|---:|---:|"]
     for row in svd_paths(args.batch_size, args.width, args.image_size, args.steps):
-        svd_lines.append(f"| {row['shape']} | {1e3 * row['svd']:.1f} | {1e3 * row['eid']:.1f} |")
+        svd_lines.append(f"| {row['shape']} | " + " | ".join(
+            f"{1e3 * row[k]:.1f}" for k in ("svd_forward", "svd", "eid_forward", "eid")) + " |")
     print("\n".join(lines), flush=True)
 
     def save():
@@ -191,7 +224,7 @@ def main(argv=None):
                 f.write("\n".join(lines + svd_lines) + "\n")
 
     floors = {}
-    for key in args.methods.split(","):
+    for key in [key for key in args.methods.split(",") if key]:
         method = DISTILLERS[key]
         kind = "teacher training" if not method.pretrained_teacher else "teacher forward"
         if kind not in floors:
@@ -211,6 +244,25 @@ def main(argv=None):
 
     print("\n".join(svd_lines), flush=True)
     save()
+    keys = [key for key in args.breakdown.split(",") if key]
+    if keys:
+        svd_lines += ["", "## Where the time of the clipped methods goes (main phase)", "",
+                      "Step time as a ratio to the floor: with the distillation loss "
+                      "computed but not differentiated, with one gradient of `CE + decay + "
+                      "distillation`, and as the method is (three gradients, the "
+                      "distillation one clipped per variable).", "",
+                      "| method | floor (ms) | + loss forward | + loss backward "
+                      "| clipped (as is) |", "|---|---:|---:|---:|---:|"]
+        floor = floors.get("teacher forward") or compiled_step(
+            build(Floor, image_shape, args.num_classes, args.width), 0)
+        for key in keys:
+            row = breakdown(key, floor, batch, image_shape, args.num_classes, args.width,
+                            args.warmup, args.steps)
+            svd_lines.append(f"| {key} | {1e3 * row['floor']:.1f} | " + " | ".join(
+                f"{row[k]:.2f}" for k in ("forward", "one gradient", "clipped"))
+                + " |")
+            print(svd_lines[-1], flush=True)
+            save()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def run(script, *args):
 def test_step_time_on_a_tiny_configuration(tmp_path):
     out = tmp_path / "step_time.md"
     run("step_time.py", "--methods=Soft_logits,DML,FitNet", "--batch_size=4", "--width=0.125",
-        "--steps=2", "--warmup=1", f"--out={out}")
+        "--steps=2", "--warmup=1", "--breakdown=KD-EID", f"--out={out}")
     report = out.read_text()
     for line in ("- tensorflow:", "- cores:", "- intra_op_threads:", "- cpu:"):
         assert line in report
@@ -32,8 +32,9 @@ def test_step_time_on_a_tiny_configuration(tmp_path):
         assert float(step) > 0 and float(floor) > 0
         assert abs(float(ratio) - float(step) / float(floor)) < 0.02
         assert (within == "yes") == (float(ratio) <= 1.10)
-    svd_rows = re.findall(r"^\| 4x\d+x\d+x\d+ \| ([\d.]+) \| ([\d.]+) \|$", report, re.M)
+    svd_rows = re.findall(r"^\| 4x\d+x\d+x\d+( \| [\d.]+){4} \|$", report, re.M)
     assert len(svd_rows) == 3
+    assert re.search(r"^\| KD-EID \| [\d.]+( \| [\d.]+){3} \|$", report, re.M)
 
 
 def test_fashion_mnist_benchmark_on_a_tiny_configuration(tmp_path):
