@@ -15,7 +15,9 @@ overrides an argument the way a TF1 call or inner `arg_scope` did.
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
+from keras.src import api_export
 
 WEIGHT_DECAY = 5e-4
 
@@ -41,9 +43,68 @@ def l2_regularizer(scale):
     return keras.regularizers.L2(scale / 2) if scale else None
 
 
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras' `BatchNormalization` on TensorFlow's fused kernel, as TF1's
+    `batch_norm` ran it.
+
+    Same arguments, variables (`gamma`, `beta`, `moving_mean`,
+    `moving_variance`, in that order) and training semantics (batch
+    statistics when called with `training=True` on a trainable layer, the
+    moving ones otherwise), but for channels-last inputs of rank 4 (and of
+    rank 2, viewed as `[N, 1, 1, C]`, as TF1 did) the normalisation, its
+    gradient and the moving-average update are one `FusedBatchNormV3` op each.
+    The moving variance then follows TF1's rule: it averages the kernel's
+    unbiased batch variance (`n / (n - 1)` times the biased one, `n` the
+    number of values per channel), while the output is normalised by the
+    biased one. Other ranks, masks, renorm and channels-first inputs take
+    Keras' path (TF1 did not fuse those either). float16 / bfloat16 inputs
+    stay in their dtype with float32 statistics; float64 takes Keras' path.
+
+    It serialises as `keras.layers.BatchNormalization` (same config and
+    weights), so a saved network loads anywhere, as Keras' layer; the two
+    agree in inference to float32 rounding.
+    """
+
+    FUSED_DTYPES = ("float16", "bfloat16", "float32")
+
+    def _fusable(self, inputs, mask):
+        rank = len(inputs.shape)
+        axis = self.axis if self.axis >= 0 else self.axis + rank
+        return (mask is None and not self.renorm and rank in (2, 4)
+                and axis == rank - 1 and self.scale and self.center
+                and tf.as_dtype(inputs.dtype).name in self.FUSED_DTYPES)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        x = inputs
+        if len(inputs.shape) == 2:
+            x = tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]])
+        training = bool(training) and self.trainable
+        outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=tf.convert_to_tensor(self.gamma),
+            offset=tf.convert_to_tensor(self.beta),
+            mean=tf.convert_to_tensor(self.moving_mean),
+            variance=tf.convert_to_tensor(self.moving_variance),
+            epsilon=self.epsilon, data_format="NHWC", is_training=training,
+            exponential_avg_factor=1.0 - self.momentum if training else 1.0)
+        if training:
+            # the kernel's own update: momentum * old + (1 - momentum) * batch
+            self.moving_mean.assign(mean)
+            self.moving_variance.assign(variance)
+        return tf.reshape(outputs, tf.shape(inputs)) if x is not inputs else outputs
+
+
+# Serialised under the public Keras name (see the class docstring): the
+# class-to-name table Keras' serialiser consults for its own public classes.
+api_export.REGISTERED_OBJS_TO_NAMES[BatchNormalization] = (
+    api_export.get_name_from_symbol(keras.layers.BatchNormalization))
+
+
 @keras.saving.register_keras_serializable(package="tf_kd")
-class BatchNorm(keras.layers.BatchNormalization):
-    """`tf.contrib.layers.batch_norm`: batch normalisation and an activation."""
+class BatchNorm(BatchNormalization):
+    """`tf.contrib.layers.batch_norm`: fused batch normalisation and an
+    activation."""
 
     def __init__(self, activation=None, **kwargs):
         super().__init__(**kwargs)
