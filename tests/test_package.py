@@ -1,0 +1,100 @@
+"""`pip install .` gives an importable `tf_kd`, `nets` and `dataloader` and
+the console entry points.
+
+The package is installed, without its dependencies, into a fresh virtual
+environment that sees the system's site-packages (TensorFlow and the rest
+come from there); the sources are copied to a temporary directory first so
+that the build leaves nothing in the checkout, and the checks run from a
+directory outside both, so that only the installed copy can be imported.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ["tf_kd", "nets", "dataloader"]
+# everything a build reads: the metadata and the packages
+SOURCES = ["pyproject.toml", "README.md", *PACKAGES]
+
+
+def _run(args, cwd, timeout=120, returncodes=(0,)):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode in returncodes, (
+        f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """`(python, bin directory, site-packages)` of a venv with the package."""
+    base = tmp_path_factory.mktemp("package")
+    source = base / "source"
+    source.mkdir()
+    for name in SOURCES:
+        path = os.path.join(ROOT, name)
+        if os.path.isdir(path):
+            shutil.copytree(path, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy(path, source / name)
+    env_dir = base / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    python = str(env_dir / "bin" / "python")
+    outside = base / "elsewhere"
+    outside.mkdir()
+    # the system's pip, run by the venv's interpreter, installs into the venv
+    _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+          str(source)], cwd=outside)
+    site = _run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                cwd=outside).strip()
+    return python, str(env_dir / "bin"), site, str(outside)
+
+
+def test_packages_import_from_the_installed_copy(installed):
+    python, _, site, outside = installed
+    script = ("import importlib, os\n"
+              f"for name in {PACKAGES!r} + ['tf_kd.losses', 'tf_kd.distillers', "
+              "'tf_kd.keras_losses', 'tf_kd.cli']:\n"
+              "    print(name, os.path.dirname(importlib.import_module(name).__file__))\n"
+              "import tf_kd\n"
+              "print('version', tf_kd.__version__)\n")
+    lines = dict(line.split(" ", 1) for line in _run([python, "-c", script], outside).splitlines())
+    for name in PACKAGES:
+        assert lines[name] == os.path.join(site, name)
+    for name in ["tf_kd.losses", "tf_kd.distillers", "tf_kd.keras_losses", "tf_kd.cli"]:
+        assert lines[name] == os.path.join(site, *name.split("."))
+    import tf_kd
+    assert lines["version"] == tf_kd.__version__
+
+
+def test_every_subpackage_is_installed(installed):
+    """Each source package directory of the checkout is in the installed copy."""
+    _, _, site, _ = installed
+    for package in PACKAGES:
+        for directory, _, files in os.walk(os.path.join(ROOT, package)):
+            if "__init__.py" not in files:
+                continue
+            relative = os.path.relpath(directory, ROOT)
+            for name in files:
+                if name.endswith(".py"):
+                    assert os.path.isfile(os.path.join(site, relative, name)), (
+                        f"{relative}/{name} is not installed")
+
+
+def test_entry_points(installed):
+    python, bin_dir, _, outside = installed
+    for script in ["tf-kd-train", "tf-kd-test"]:
+        assert os.path.isfile(os.path.join(bin_dir, script)), f"no {script} entry point"
+    if not os.path.exists(os.path.join(ROOT, "tf_kd", "cli", "train.py")):
+        return      # the command-line module is not written yet
+    # absl's --help prints the usage and exits with status 1
+    out = _run([os.path.join(bin_dir, "tf-kd-train"), "--help"], outside, returncodes=(0, 1))
+    assert "--helpfull" in out
