@@ -245,6 +245,33 @@ def test_keras_file_round_trip(nets, batch, tmp_path, student_key, cases):
                                rtol=1e-5)
 
 
+class Subclassed(keras.Model):
+    def __init__(self, width, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(width, 3, activation="relu")
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.logits = keras.layers.Dense(CLASSES)
+
+    def call(self, x):
+        return self.logits(self.pool(self.conv(x)))
+
+
+def test_final_output_losses_on_subclassed_models(batch):
+    """Reading the final outputs needs no symbolic model (as Keras' own
+    `LogitsDistillation`)."""
+    x, _ = batch
+    teacher, student = Subclassed(8), Subclassed(4)
+    t, s = teacher(x), student(x)
+    model = keras.distillation.Distiller(teacher=teacher, student=student,
+                                         distillation_losses=[kl.SoftLogits(2.0), kl.RKD()],
+                                         student_loss_weight=0.0)
+    expected = float(response.soft_logits(s, t, 2.0)) + float(relation.rkd(s, t))
+    np.testing.assert_allclose(distillation_value(model, x), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="functional"):
+        keras.distillation.Distiller(teacher=teacher, student=student,
+                                     distillation_losses=[kl.VID("a", "b")])
+
+
 def test_misuse_is_an_error(nets):
     with pytest.raises(ValueError, match="same shapes"):        # FSP needs the same widths
         distiller(nets, "thin", [kl.FSP(["t_stage0", "t_stage1"], ["n_stage0", "n_stage1"])])

@@ -26,11 +26,15 @@ import keras
 
 
 def _layer_output(model, name, role):
-    """The symbolic output of `model`'s layer `name` (its output if None)."""
+    """The symbolic output of `model`'s layer `name` (its output if None;
+    None for a subclassed model's output, unknown before it is called)."""
     if name is None:
-        if len(model.outputs) != 1:
-            raise ValueError(f"The {role} has {len(model.outputs)} outputs; name the layer to read.")
-        return model.outputs[0]
+        outputs = getattr(model, "outputs", None)
+        if outputs is None:
+            return None
+        if len(outputs) != 1:
+            raise ValueError(f"The {role} has {len(outputs)} outputs; name the layer to read.")
+        return outputs[0]
     try:
         return model.get_layer(name).output
     except (ValueError, AttributeError) as error:
@@ -65,15 +69,21 @@ class LayerLoss(keras.distillation.DistillationLoss):
         self.student_layer_name = student_layer_name
 
     def layer_shapes(self, teacher, student):
-        """The shapes of the two features this loss reads."""
+        """The shapes of the two features this loss reads (None when the
+        final outputs of subclassed models are read)."""
         if self.teacher_layer_name is not None:
             _require_functional(teacher, "teacher", self)
             _require_functional(student, "student", self)
-        return (tuple(_layer_output(teacher, self.teacher_layer_name, "teacher").shape),
-                tuple(_layer_output(student, self.student_layer_name, "student").shape))
+        outputs = (_layer_output(teacher, self.teacher_layer_name, "teacher"),
+                   _layer_output(student, self.student_layer_name, "student"))
+        if any(output is None for output in outputs):
+            return None
+        return tuple(tuple(output.shape) for output in outputs)
 
     def validate_model_compatibility(self, teacher, student):
-        self.check_shapes(*self.layer_shapes(teacher, student))
+        shapes = self.layer_shapes(teacher, student)
+        if shapes is not None:
+            self.check_shapes(*shapes)
 
     def check_shapes(self, teacher_shape, student_shape):
         """Raise `ValueError` if the loss cannot relate features of these shapes."""
@@ -98,6 +108,9 @@ class TrainableLayerLoss(LayerLoss, keras.layers.Layer):
 
     def validate_model_compatibility(self, teacher, student):
         shapes = self.layer_shapes(teacher, student)
+        if shapes is None:
+            raise ValueError(f"{type(self).__name__} builds its modules from the shapes of "
+                             "named layers of functional models.")
         self.check_shapes(*shapes)
         if not self.built:
             self.build(*shapes)
