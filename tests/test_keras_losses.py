@@ -53,11 +53,7 @@ def read(model, names, x):
     return [tf.convert_to_tensor(outputs[n]) for n in names]
 
 
-def pair(prefix, n):
-    return [f"t_stage{n}"], [f"{prefix}_stage{n}"]
-
-
-# id: (student, constructor, reference(loss, t, s, x) with t, s: feature readers)
+# id: (student, constructor(student prefix), reference(loss, t, s); t, s: feature readers)
 CASES = {
     "SoftLogits": ("thin", lambda p: kl.SoftLogits(),
                    lambda loss, t, s: response.soft_logits(s("logits"), t("logits"), 4.0)),

@@ -11,7 +11,6 @@ directory outside both, so that only the installed copy can be imported.
 import os
 import shutil
 import subprocess
-import sys
 import venv
 
 import pytest

@@ -131,7 +131,8 @@ class MultiLayerLoss(keras.distillation.DistillationLoss):
     min_layers = 2
 
     def __init__(self, teacher_layer_names, student_layer_names):
-        teacher_layer_names, student_layer_names = list(teacher_layer_names), list(student_layer_names)
+        teacher_layer_names = list(teacher_layer_names)
+        student_layer_names = list(student_layer_names)
         if len(teacher_layer_names) != len(student_layer_names):
             raise ValueError(f"{type(self).__name__}: as many teacher layers as student layers, "
                              f"got {teacher_layer_names} and {student_layer_names}.")

@@ -8,7 +8,7 @@ list (`distillation_loss_weights` then weighs them).
 
 import keras
 
-from tf_kd.keras_losses.base import TrainableLayerLoss, LayerLoss, same_spatial_size
+from tf_kd.keras_losses.base import LayerLoss, TrainableLayerLoss, same_spatial_size
 from tf_kd.losses import multiple
 
 
