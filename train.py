@@ -1,75 +1,10 @@
-"""Train a network, with or without distillation (TF1 `train_w_distill.py`).
+"""Train a network, with or without distillation (TF1 `train_w_distill.py`);
+`python train.py --help` lists the flags (see `tf_kd/cli/train.py`).
 
     python train.py --Distillation=None --dataset=fashion_mnist --train_dir=runs/student
 """
 
-from absl import app, flags
-
-from tf_kd import training
-from tf_kd.distillers import DISTILLERS
-from tf_kd.transfer_set import Synthesis
-
-F = flags.FLAGS
-flags.DEFINE_string("train_dir", "test", "Directory for logs, weights and exports.")
-flags.DEFINE_string("Distillation", "None",
-                    "Distillation method: " + ", ".join(DISTILLERS) + ".")
-flags.DEFINE_string("dataset", "cifar100",
-                    "Dataset: cifar100, cifar10, fashion_mnist, fashion_mnist_seg "
-                    "(segmentation) or synthetic.")
-flags.DEFINE_string("model_name", "ResNet",
-                    "Network architecture: ResNet, or FCN for segmentation.")
-flags.DEFINE_enum("main_scope", "Student", ["Student", "Teacher"],
-                  "Which network to train: Student (ResNet8) or Teacher (ResNet32).")
-flags.DEFINE_integer("train_epoch", 100, "Epochs after the initialisation phase.")
-flags.DEFINE_integer("init_epoch", -1,
-                     "Initialisation epochs; -1 takes the method's TF1 value "
-                     "(40 for FitNet, FSP, FT, AB and MHGD, 1 for KA, else 0).")
-flags.DEFINE_integer("batch_size", 128, "Training batch size.")
-flags.DEFINE_integer("val_batch_size", 200, "Evaluation batch size.")
-flags.DEFINE_float("learning_rate", 0.1,
-                   "Initial learning rate, x0.1 at 30%, 60% and 80% of train_epoch.")
-flags.DEFINE_float("weight_decay", 5e-4,
-                   "TF1 l2_regularizer scale (loss = scale * sum(w**2) / 2).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_string("teacher", "",
-                    "Trained teacher: a TF1 .mat file or a .keras file written "
-                    "by train.py --main_scope=Teacher.")
-flags.DEFINE_float("width", 1.0, "Channel multiplier of both networks (1.0 = TF1).")
-flags.DEFINE_integer("train_subset", 0, "Use only the first N training images (0: all).")
-flags.DEFINE_integer("test_subset", 0, "Use only the first N test images (0: all).")
-flags.DEFINE_string("data_dir", "", "Where the dataset files are (default: standard places).")
-flags.DEFINE_enum("nst_kernel", "poly", ["linear", "poly", "gaussian"],
-                  "NST's MMD kernel (loss weight 50, 50, 16 as in the paper).")
-flags.DEFINE_boolean("nst_with_kd", False, "NST: add the Soft_logits term (KD+NST).")
-flags.DEFINE_string("transfer_set", "",
-                    "DFKD: .npz transfer set, loaded if it exists, else built and saved "
-                    "there (default: train_dir/transfer_set.npz).")
-flags.DEFINE_integer("transfer_size", 10000, "DFKD: number of pseudo samples to build.")
-flags.DEFINE_boolean("dfkd_noise_baseline", False,
-                     "DFKD: build the baseline transfer set instead, random noise "
-                     "labelled by the teacher (no synthesis).")
-flags.DEFINE_float("dfkd_sigma", Synthesis.sigma, "DFKD: standard deviation of the sampled logits.")
-flags.DEFINE_float("dfkd_tau", Synthesis.tau,
-                   "DFKD: temperature of the soft targets and of the student's loss.")
-flags.DEFINE_integer("dfkd_steps", Synthesis.steps, "DFKD: Adam steps per batch of pseudo samples.")
-flags.DEFINE_float("dfkd_learning_rate", Synthesis.learning_rate,
-                   "DFKD: Adam's step size on the (normalised) inputs.")
-flags.DEFINE_float("dfkd_activation_weight", Synthesis.activation_weight,
-                   "DFKD: weight of the first-layer activation loss L_a.")
-flags.DEFINE_boolean("resume", False, "Continue an interrupted run in train_dir.")
-flags.DEFINE_boolean("overwrite", False, "Delete what train_dir holds and start again.")
-flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
-
-
-def main(argv):
-    del argv
-    config = training.Config(**{f.name: f.value for f in
-                                map(F.__getitem__, training.Config.__dataclass_fields__)})
-    history = training.train(config)
-    print(f"Final validation accuracy: {100 * history.history['val_accuracy'][-1]:.2f}%")
-    if "val_miou" in history.history:
-        print(f"Final validation mIoU: {100 * history.history['val_miou'][-1]:.2f}%")
-
+from tf_kd.cli.train import run
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -12,7 +12,8 @@ from typing import Callable, NamedTuple, Optional
 
 from dataloader import cifar, fashion_mnist, fashion_mnist_seg, preprocessing, synthetic
 from dataloader.dataset import Dataset
-from dataloader.pipelines import test_pipeline, train_pipeline
+from tf_kd.errors import UserError
+from dataloader.pipelines import steps_per_epoch, test_pipeline, train_pipeline
 
 
 class _Source(NamedTuple):
@@ -40,7 +41,7 @@ def load(name, data_dir=None, train_subset=None, test_subset=None, seed=0):
     examples, while `mean` / `std` stay those of the full training set;
     `seed` only changes the synthetic set."""
     if name not in _SOURCES:
-        raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
+        raise UserError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
     source = _SOURCES[name]
     (train_images, train_labels), (test_images, test_labels) = source.read(data_dir, seed)
     mean, std = source.stats or preprocessing.channel_stats(train_images)
@@ -53,7 +54,7 @@ def load(name, data_dir=None, train_subset=None, test_subset=None, seed=0):
 def _first(array, count):
     """The first `count` rows of `array`, all of them if `count` is None."""
     if count is not None and count < 1:
-        raise ValueError(f"A subset needs at least one example, got {count}.")
+        raise UserError(f"A subset needs at least one example, got {count}.")
     return array[:count]
 
 
@@ -74,7 +75,7 @@ def load_test(name, data_dir=None, test_subset=None, seed=0):
     """`name`'s test split (its first `test_subset` examples) with the stored
     normalisation constants and an empty training split."""
     if name not in _TEST_SOURCES:
-        raise ValueError(f"{name!r} cannot be loaded without its training split; "
+        raise UserError(f"{name!r} cannot be loaded without its training split; "
                          f"data-free runs support {', '.join(_TEST_SOURCES)}.")
     read, (mean, std) = _TEST_SOURCES[name]
     test_images, test_labels = read(data_dir, seed)
@@ -83,4 +84,5 @@ def load_test(name, data_dir=None, test_subset=None, seed=0):
                    _SOURCES[name].num_classes, mean, std)
 
 
-__all__ = ["DATASETS", "Dataset", "load", "load_test", "train_pipeline", "test_pipeline"]
+__all__ = ["DATASETS", "Dataset", "load", "load_test", "steps_per_epoch", "train_pipeline",
+           "test_pipeline"]

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dataloader import keras_cache
+from tf_kd.errors import MissingData, UserError
 
 
 class Layout(NamedTuple):
@@ -78,12 +79,18 @@ def _find(name, data_dir, splits):
                (_from_pickles, os.path.join(keras_dir, layout.folder)),
                (_from_pickles, os.path.join(keras_dir, layout.archive))]
     for read, path in places:
-        arrays = read(name, path, splits)
+        try:
+            arrays = read(name, path, splits)
+        except (OSError, EOFError, KeyError, ValueError, tarfile.TarError,
+                pickle.UnpicklingError) as error:
+            raise UserError(f"{layout.title} at {path} cannot be read ({type(error).__name__}: "
+                            f"{error}); the files are incomplete or damaged: extract or download them "
+                            "again.") from None
         if arrays is not None:
             return arrays
     tried = "\n  ".join(f"{path} ({'tensorflow-datasets' if read is _from_tfds else 'pickles'})"
                         for read, path in places)
-    raise FileNotFoundError(
+    raise MissingData(
         f"{layout.title} not found; tried:\n  {tried}\nNothing is downloaded: "
         f"put {layout.archive} (from {_URL}{layout.archive}) or the "
         f"{layout.folder}/ folder it extracts to in --data_dir or in "

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from dataloader import keras_cache
+from tf_kd.errors import MissingData, UserError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -48,7 +49,7 @@ def _read(data_dir, names):
         paths = [_find(directory, name) for name in names]
         if all(paths):
             return [read_idx(path) for path in paths]
-    raise FileNotFoundError(
+    raise MissingData(
         f"Fashion-MNIST IDX files ({', '.join(names)}, optionally .gz) not "
         f"found in: {', '.join(tried)}. Install the Debian package "
         "`dataset-fashion-mnist` (apt-get install dataset-fashion-mnist) or "
@@ -75,18 +76,22 @@ def read_idx(path):
     magic 0x00 0x00 0x08 <ndim>, then ndim big-endian uint32 sizes, then the
     data."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as error:    # gzip: bad header, truncated stream
+        raise UserError(f"{path} cannot be read ({type(error).__name__}: {error}); "
+                        "the file is damaged: reinstall or download it again.") from None
     if len(raw) < 4 or raw[:2] != b"\0\0":
-        raise ValueError(f"{path} is not an IDX file (bad magic number).")
+        raise UserError(f"{path} is not an IDX file (bad magic number).")
     if raw[2] != _UNSIGNED_BYTE:
-        raise ValueError(f"{path}: IDX data type 0x{raw[2]:02x} is not unsigned byte.")
+        raise UserError(f"{path}: IDX data type 0x{raw[2]:02x} is not unsigned byte.")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header.")
+        raise UserError(f"{path}: truncated IDX header.")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
     data = np.frombuffer(raw, np.uint8, offset=header)
     if data.size != np.prod(shape, dtype=np.int64):
-        raise ValueError(f"{path}: {data.size} bytes of data for shape {shape}.")
+        raise UserError(f"{path}: {data.size} bytes of data for shape {shape}.")
     return data.reshape(shape)

@@ -38,6 +38,11 @@ def normalize(images, mean, std):
     return (tf.cast(images, tf.float32) - mean) / std
 
 
+def fold_in(seed, data):
+    """A new stateless seed (shape [2]) from `seed` and the integer `data`."""
+    return tf.random.experimental.stateless_fold_in(seed, data)
+
+
 def augment(images, seed):
     """Random left-right flip of each image, REFLECT pad by `PAD`, random
     crop back to the input size, for an NHWC batch (one offset for the

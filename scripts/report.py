@@ -2,37 +2,52 @@
 
     python scripts/report.py --root=runs/cifar100 --out=runs/cifar100/report [--tf1] [--baseline=None]
 
-Reads `root/<method>/trial*/log.mat` and writes `report.md` and `report.csv`
+Reads the finished trials `root/<method>/trial*` (their run records and
+`log.mat`) and writes `report.md` and `report.csv`
 (per method: trials, mean and standard deviation of the last and the best
 validation accuracy, and with `--tf1` — runs in the TF1 setting, CIFAR-100,
 ResNet32 -> ResNet8, 100 + init epochs — the TF1 numbers and the
 differences; with `--baseline=M`, each method's gain in mean last and best
 accuracy over method `M`, e.g. the undistilled student), `curves.png` (the averaged validation curves of all methods)
 and the averaged curves as TensorBoard scalars in `out/tensorboard/<method>`.
+Trials that failed or are unfinished are listed under the table, never
+averaged.
 """
 
 import argparse
 import csv
 import glob
+import io
 import os
 import sys
 
 import numpy as np
-import scipy.io as sio
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tf_kd import files, run_record, training  # noqa: E402
+from tf_kd.errors import UserError  # noqa: E402
 from tf_kd.tf1_results import TF1_RESULTS  # noqa: E402
 
 
 def read_curves(root):
-    """`{method: [validation curve per finished trial]}`."""
-    curves = {}
-    for path in sorted(glob.glob(os.path.join(root, "*", "trial*", "log.mat"))):
-        method = os.path.basename(os.path.dirname(os.path.dirname(path)))
-        if not os.path.exists(os.path.join(os.path.dirname(path), "train_params.mat")):
-            continue    # unfinished
-        curves.setdefault(method, []).append(np.ravel(sio.loadmat(path)["validation_acc"]))
-    return curves
+    """`({method: [validation curve per finished trial]}, [(trial, state)
+    of every other trial])`: a trial counts only if its run record says it
+    finished."""
+    curves, left_out = {}, []
+    for trial in sorted(glob.glob(os.path.join(root, "*", "trial*"))):
+        method = os.path.basename(os.path.dirname(trial))
+        try:
+            record = run_record.read(trial)
+            if record is None:
+                left_out.append((trial, f"no {run_record.NAME}"))
+            elif record["state"] != run_record.FINISHED:
+                left_out.append((trial, run_record.describe(record)))
+            else:
+                log = training.read_log(os.path.join(trial, "log.mat"))
+                curves.setdefault(method, []).append(log["validation_acc"])
+        except UserError as error:
+            left_out.append((trial, str(error)))
+    return curves, left_out
 
 
 def summarise(curves, with_tf1, baseline=None):
@@ -58,16 +73,17 @@ def summarise(curves, with_tf1, baseline=None):
     return rows
 
 
-def write_tables(rows, out, with_tf1):
+def write_tables(rows, out, with_tf1, left_out=()):
     columns = ["method", "trials", "last_mean", "last_std", "best_mean", "best_std"]
     if "last_gain" in rows[0]:
         columns += ["last_gain", "best_gain"]
     if with_tf1:
         columns += ["tf1_last", "tf1_best", "last_diff", "best_diff"]
-    with open(os.path.join(out, "report.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_text(os.path.join(out, "report.csv"), table.getvalue())
 
     def cell(row, key):
         value = row.get(key, "")
@@ -75,8 +91,10 @@ def write_tables(rows, out, with_tf1):
 
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    if left_out:
+        lines += ["", "Not counted (failed or unfinished):", ""]
+        lines += [f"- {trial}: {state}" for trial, state in left_out]
+    files.write_text(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
 
 
 def average(trials):
@@ -101,7 +119,8 @@ def write_curves(curves, out):
     axis.set_ylabel("validation accuracy (%)")
     axis.legend()
     axis.grid(alpha=0.3)
-    figure.savefig(os.path.join(out, "curves.png"), dpi=120, bbox_inches="tight")
+    with files.replacing(os.path.join(out, "curves.png")) as partial:
+        figure.savefig(partial, dpi=120, bbox_inches="tight", format="png")
 
 
 def main(argv):
@@ -113,12 +132,14 @@ def main(argv):
     parser.add_argument("--baseline", default="",
                         help="show each method's gain over this method (e.g. None)")
     args = parser.parse_args(argv)
-    curves = read_curves(args.root)
+    curves, left_out = read_curves(args.root)
+    for trial, state in left_out:
+        print(f"not counted: {trial}: {state}", file=sys.stderr)
     if not curves:
         raise SystemExit(f"No finished trial under {args.root}.")
     os.makedirs(args.out, exist_ok=True)
     rows = summarise(curves, args.tf1, args.baseline)
-    write_tables(rows, args.out, args.tf1)
+    write_tables(rows, args.out, args.tf1, left_out)
     write_curves(curves, args.out)
     print(open(os.path.join(args.out, "report.md")).read())
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import dataloader
+from tf_kd.errors import UserError
 from dataloader import cifar, fashion_mnist, preprocessing
 from dataloader.dataset import Dataset
 
@@ -113,7 +114,9 @@ def test_test_pipeline_keeps_everything_in_order_unaugmented():
 def test_train_pipeline_drops_remainder_shuffles_and_augments():
     data = tiny_dataset(count=20)
     pipeline = dataloader.train_pipeline(data, 8, seed=5)
-    epochs = [list(pipeline) for _ in range(2)]
+    assert dataloader.steps_per_epoch(data, 8) == 2
+    batches = list(pipeline.take(4))
+    epochs = [batches[:2], batches[2:]]
     orders = []
     for batches in epochs:
         assert [len(labels) for _, labels in batches] == [8, 8]
@@ -145,6 +148,17 @@ def test_train_pipeline_is_reproducible_with_a_seed():
                      for _ in range(2))
     np.testing.assert_array_equal(first[1], second[1])
     np.testing.assert_array_equal(first[0], second[0])
+    other = next(iter(dataloader.train_pipeline(data, 8, seed=10)))
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_train_pipeline_resumed_at_an_epoch_reads_what_the_whole_run_read():
+    data = tiny_dataset(count=20)
+    whole = list(dataloader.train_pipeline(data, 8, seed=9).take(6))   # epochs 0, 1, 2
+    resumed = list(dataloader.train_pipeline(data, 8, seed=9, first_epoch=2).take(2))
+    for (images, labels), (expected_images, expected_labels) in zip(resumed, whole[4:]):
+        np.testing.assert_array_equal(images, expected_images)
+        np.testing.assert_array_equal(labels, expected_labels)
 
 
 def test_train_pipeline_needs_a_full_batch():
@@ -273,7 +287,7 @@ def test_cifar100_test_split_loads_without_the_training_file(tmp_path):
     np.testing.assert_array_equal(data.test_labels, test[1][:3])
     assert len(data.train_images) == 0 and data.num_classes == 100
     np.testing.assert_array_equal(data.mean, preprocessing.TF1_CIFAR100_MEAN)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match="cifar-100-python/train"):
         dataloader.load("cifar100", data_dir=str(tmp_path / "data"))
 
 

@@ -200,7 +200,7 @@ def test_estimator_drops_heads_after_the_softmax(monkeypatch):
     v, v_prev = unit_rows(5, 6), unit_rows(5, 4)
     mask = (RNG.rand(3, 5) > 0.5).astype("float64")
     monkeypatch.setattr(relation, "drop_head",
-                        lambda graph: graph * tf.constant(mask[:, :, None], graph.dtype))
+                        lambda graph, seed=None: graph * tf.constant(mask[:, :, None], graph.dtype))
     expected = np_estimate(net, v, v_prev, mask)
     np.testing.assert_allclose(net.estimate(f32(v), f32(v_prev)), expected, rtol=1e-4, atol=1e-5)
 

@@ -1,6 +1,7 @@
 """End-to-end runs of train.py / test.py on tiny configurations."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 import scipy.io as sio
 
 from tf_kd import training
+from tf_kd.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION = "/usr/share/datasets/fashion-mnist"
@@ -46,10 +48,9 @@ def test_train_py_and_test_py_on_synthetic(tmp_path):
     log = sio.loadmat(os.path.join(train_dir, "log.mat"))
     assert np.size(log["training_acc"]) == np.size(log["validation_acc"]) == 1
     expected = last_validation(train_dir)
-    for model, extra in [("model.keras", []), ("saved_model", []),
-                         ("train_params.mat", ["--width=0.125"])]:
-        out = run("test.py", f"--model={os.path.join(train_dir, model)}",
-                  "--dataset=synthetic", "--test_subset=100", *extra)
+    # the architecture and the dataset come from the run's record
+    for model in ["", "model.keras", "saved_model", "train_params.mat"]:
+        out = run("test.py", f"--model={os.path.join(train_dir, model)}", "--test_subset=100")
         assert f"Top-1 accuracy: {expected:.2f}%" in out, (model, out)
 
 
@@ -81,7 +82,7 @@ def test_resume_continues_an_interrupted_run(tmp_path):
         training.train(config, callbacks=[Crash()])
     first = np.ravel(sio.loadmat(os.path.join(config.train_dir, "log.mat"))["validation_acc"])
     assert len(first) == 2
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(UserError, match="--resume"):
         training.train(config)
     config.resume = True
     epochs = []
@@ -95,8 +96,8 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     log = np.ravel(sio.loadmat(os.path.join(config.train_dir, "log.mat"))["validation_acc"])
     assert len(log) == 3
     np.testing.assert_allclose(log[:2], first)
-    assert not os.path.exists(os.path.join(config.train_dir, "backup"))
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    assert not os.path.exists(os.path.join(config.train_dir, "state"))
+    with pytest.raises(UserError, match="--overwrite"):
         training.train(tiny(tmp_path / "r"))
 
 
@@ -127,7 +128,7 @@ INIT_KEYS = {"FitNet", "FSP", "AB", "FT", "MHGD", "KA"}
                                  "DFKD"])
 def test_every_method_runs_through_train(key, teacher_run, tmp_path):
     config = tiny(tmp_path / key, Distillation=key,
-                  teacher=os.path.join(teacher_run, "model.keras"),
+                  teacher="" if key == "DML" else os.path.join(teacher_run, "model.keras"),
                   init_epoch=1 if key in INIT_KEYS else -1,
                   **(dict(transfer_size=128, dfkd_steps=2) if key == "DFKD" else {}))
     history = training.train(config)
@@ -146,11 +147,17 @@ def test_teacher_from_tf1_mat_file(teacher_run, tmp_path):
     assert np.isfinite(training.train(config).history["loss"][0])
 
 
-def test_mismatched_teacher_names_the_variable(teacher_run, tmp_path):
+def test_mismatched_teacher_names_the_flag_or_the_variable(teacher_run, tmp_path):
     config = tiny(tmp_path / "bad", Distillation="RKD", width=0.25,
                   teacher=os.path.join(teacher_run, "train_params.mat"))
-    with pytest.raises(ValueError, match="Teacher/conv0/weights"):
+    with pytest.raises(UserError, match="--width=0.125"):    # from the teacher's run record
         training.train(config)
+    outside = tmp_path / "ResNet.mat"                         # a .mat outside any run
+    shutil.copy(config.teacher, outside)
+    config.teacher = str(outside)
+    with pytest.raises(UserError, match="Teacher/conv0/weights"):
+        training.train(config)
+    assert not os.path.exists(config.train_dir)
 
 
 def test_exports_load_without_this_project(teacher_run, tmp_path):

@@ -10,6 +10,9 @@ layer names use `_` where TF1 scopes use `/`.
 import numpy as np
 import scipy.io as sio
 
+from tf_kd.errors import UserError
+
+_MAT_HEADER = 116    # MAT-file v5 and v7.3 start with a 116-byte text header "MATLAB ..."
 _VARIABLE_NAMES = {"kernel": "weights", "bias": "biases"}
 
 
@@ -35,8 +38,20 @@ def save_mat(model, path, scope=None):
 
 
 def read_mat(path):
-    """The arrays of a `.mat` file, without scipy's header entries."""
-    return {k: v for k, v in sio.loadmat(path).items() if not k.startswith("__")}
+    """The arrays of a `.mat` file, without scipy's header entries; a file
+    that is not one, or a damaged one, is a `UserError` naming it."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(_MAT_HEADER)
+        if not header.startswith(b"MATLAB"):
+            raise UserError(f"{path} is not a MATLAB .mat file (its header is not a "
+                            "MAT-file header).")
+        return {k: v for k, v in sio.loadmat(path).items() if not k.startswith("__")}
+    except UserError:
+        raise
+    except Exception as error:    # scipy raises many kinds on a damaged file
+        raise UserError(f"{path} is a damaged .mat file ({type(error).__name__}: "
+                        f"{error}): write it again.") from None
 
 
 def load_mat(model, source, scope=None):
@@ -51,7 +66,7 @@ def load_mat(model, source, scope=None):
     variables = tf1_variables(model, scope)
     missing = [name for name in variables if name not in arrays]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{len(missing)} variable(s) of {model.name!r} are missing from the "
             f"weights file, e.g. {missing[:3]}; the file has e.g. "
             f"{sorted(arrays)[:3]}. Was it written for another architecture "
@@ -61,7 +76,7 @@ def load_mat(model, source, scope=None):
         shape = tuple(variable.shape)
         if value.size != np.prod(shape) or (
                 value.squeeze().shape != np.empty(shape).squeeze().shape):
-            raise ValueError(
+            raise UserError(
                 f"Variable {name!r} has shape {shape} in the model but "
                 f"{value.shape} in the weights file.")
     for name, variable in variables.items():
@@ -74,9 +89,20 @@ def load_weights(model, path):
     holding a network of the same architecture; mismatches name the
     variable. Returns the number of variables assigned."""
     if path.endswith(".keras"):
-        import keras
-        source = keras.models.load_model(path, compile=False)
+        source = load_keras(path)
         arrays = {name: v.numpy() for name, v
                   in tf1_variables(source, model.name).items()}
         return load_mat(model, arrays)
-    return load_mat(model, path)
+    if path.endswith(".mat"):
+        return load_mat(model, path)
+    raise UserError(f"{path} is not a .keras or .mat file.")
+
+
+def load_keras(path):
+    """`keras.models.load_model(path)`; a damaged file is a `UserError` naming it."""
+    import keras
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:    # Keras raises many kinds on a damaged file
+        raise UserError(f"{path} is not a readable .keras file ({type(error).__name__}: "
+                        f"{error}): write it again.") from None

@@ -3,94 +3,89 @@
 Writes into `train_dir` what TF1 wrote (`log.mat` with `training_acc` and
 `validation_acc` in percent, `train_params.mat` with the main scope's
 variables, TensorBoard events) plus the trained network as `model.keras`, a
-SavedModel (`saved_model/`) and a TensorFlow Lite model (`model.tflite`). A `backup/` directory holds the state of an
-unfinished run so that `resume=True` continues it from its last epoch.
+SavedModel and a TensorFlow Lite model (`tf_kd.exports`), and the run's
+record `run.json` (`tf_kd.run_record`).
+
+A run never loses work: every flag, the data and the teacher are checked
+before anything on disk changes; after every epoch the state is saved
+(`tf_kd.checkpoint`) and kept until every export is in place; the record is
+written last, so a run is finished only when it says so; a non-finite loss
+or weight stops the run (`tf_kd.guard`) and marks it failed. A run resumed
+with `resume=True` from any interruption ends as the uninterrupted run.
 """
 
 import dataclasses
 import os
-import shutil
+import time
 
 import keras
 import numpy as np
 import scipy.io as sio
-import tensorflow as tf
 
 import dataloader
 import nets
-from tf_kd import optimizers, schedules, tf1_weights, transfer_set
+from tf_kd import (checkpoint, exports, files, guard, optimizers, run_record, schedules,
+                   tf1_weights, train_dir, transfer_set)
+from tf_kd.config import Config, default_train_dir, validate
 from tf_kd.distillers import get_distiller
+from tf_kd.errors import Diverged, UserError
 from tf_kd.transfer_set import Synthesis
+
+__all__ = ["Config", "Result", "train"]
 
 
 @dataclasses.dataclass
-class Config:
-    """The run's settings; `train.py` fills them from its flags."""
-    train_dir: str = "test"
-    Distillation: str = "None"
-    dataset: str = "cifar100"
-    model_name: str = "ResNet"
-    main_scope: str = "Student"
-    train_epoch: int = 100
-    init_epoch: int = -1          # -1: the method's TF1 value
-    batch_size: int = 128
-    val_batch_size: int = 200
-    learning_rate: float = 0.1
-    weight_decay: float = 5e-4
-    seed: int = 0
-    teacher: str = ""
-    width: float = 1.0
-    train_subset: int = 0
-    test_subset: int = 0
-    data_dir: str = ""
-    nst_kernel: str = "poly"
-    nst_with_kd: bool = False
-    transfer_set: str = ""        # DFKD: .npz to reuse or write; "": train_dir/transfer_set.npz
-    transfer_size: int = 10000
-    dfkd_noise_baseline: bool = False
-    dfkd_sigma: float = Synthesis.sigma
-    dfkd_tau: float = Synthesis.tau
-    dfkd_steps: int = Synthesis.steps
-    dfkd_learning_rate: float = Synthesis.learning_rate
-    dfkd_activation_weight: float = Synthesis.activation_weight
-    resume: bool = False
-    overwrite: bool = False
-    verbose: int = 1
+class Result:
+    """A finished run: its directory, its per-epoch metrics (the whole run,
+    resumed parts included) and its record."""
+    train_dir: str
+    history: dict
+    record: dict
 
 
-class TrainingLog(keras.callbacks.Callback):
-    """Keeps TF1's `log.mat` up to date after every epoch (accuracies in %;
-    for segmentation also `validation_miou`)."""
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-        self.log = {"training_acc": [], "validation_acc": []}
-        if os.path.exists(path):
-            saved = sio.loadmat(path)
-            self.log = {k: list(np.ravel(v)) for k, v in saved.items()
-                        if not k.startswith("__")}
-
-    def on_epoch_begin(self, epoch, logs=None):
-        # A resumed run restarts at `epoch`: forget what came after it.
-        self.log = {k: v[:epoch] for k, v in self.log.items()}
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.log["training_acc"].append(100 * logs["accuracy"])
-        self.log["validation_acc"].append(100 * logs["val_accuracy"])
-        if "val_miou" in logs:
-            self.log.setdefault("validation_miou", []).append(100 * logs["val_miou"])
-        sio.savemat(self.path, self.log)
+def architecture(config, data, scope):
+    """What `test.py` and `--teacher` need to rebuild a run's network."""
+    return {"model_name": config.model_name, "main_scope": scope, "width": config.width,
+            "dataset": config.dataset, "num_classes": data.num_classes,
+            "image_shape": list(data.image_shape)}
 
 
-def build_network(config, data, scope):
-    network = nets.get_network(config.model_name)(
+def build_network(config, data, scope, width=None, model_name=None):
+    model_name = model_name or config.model_name
+    network = nets.get_network(model_name)(
         input_shape=data.image_shape, num_classes=data.num_classes,
-        scope=scope, width=config.width, weight_decay=config.weight_decay)
+        scope=scope, width=config.width if width is None else width,
+        weight_decay=config.weight_decay)
     if (len(network.output["logits"].shape) == 4) != data.segmentation:
-        raise ValueError(f"--model_name={config.model_name} does not predict what "
-                         f"--dataset={config.dataset} labels (segmentation: FCN).")
+        raise UserError(f"--model_name={model_name} does not predict what "
+                        f"--dataset={config.dataset} labels (segmentation: FCN).")
     return network
+
+
+def load_teacher(config, data):
+    """The trained teacher of `config.teacher` (a run directory, a `.keras`
+    or a `.mat` file), its architecture from its run record where it has
+    one; refused if unfinished, of another architecture or non-finite."""
+    path, record = run_record.finished_artefact(config.teacher, "--teacher")
+    shape = architecture(config, data, "Teacher")
+    if record is not None:
+        recorded = record["architecture"]
+        for key in ("main_scope", "model_name", "num_classes", "image_shape", "width"):
+            if recorded[key] != shape[key]:
+                flag = {"num_classes": "dataset", "image_shape": "dataset"}.get(key, key)
+                raise UserError(
+                    f"--teacher={config.teacher} was trained with {key} {recorded[key]!r} "
+                    f"(--{flag}={record['config'][flag]}), this run has {shape[key]!r}: "
+                    + ("train a teacher with --main_scope=Teacher" if key == "main_scope"
+                       else f"pass --{flag}={record['config'][flag]} or another teacher") + ".")
+    teacher = build_network(config, data, "Teacher")
+    try:
+        count = tf1_weights.load_weights(teacher, path)
+    except UserError as error:
+        raise UserError(f"--teacher={path}: {error}") from None
+    guard.check_weights(teacher, f"--teacher={path}")
+    print(f"{count} Teacher params assigned")
+    return teacher
 
 
 def build_distiller(config, data):
@@ -99,15 +94,8 @@ def build_distiller(config, data):
     student = build_network(config, data, config.main_scope)
     kwargs = {}
     if method.needs_teacher:
-        teacher = build_network(config, data, "Teacher")
-        if method.pretrained_teacher:
-            if not config.teacher:
-                raise ValueError(
-                    f"--Distillation={config.Distillation} needs a trained "
-                    "teacher: pass --teacher=<.mat or .keras file>.")
-            n = tf1_weights.load_weights(teacher, config.teacher)
-            print(f"{n} Teacher params assigned")
-        kwargs["teacher"] = teacher
+        kwargs["teacher"] = (load_teacher(config, data) if method.pretrained_teacher
+                             else build_network(config, data, "Teacher"))
     if config.init_epoch >= 0:
         kwargs["init_epoch"] = config.init_epoch
     if config.Distillation == "NST":
@@ -117,68 +105,148 @@ def build_distiller(config, data):
     return method(student, **kwargs)
 
 
-def prepare_train_dir(config):
-    backup = os.path.join(config.train_dir, "backup")
-    finished = os.path.exists(os.path.join(config.train_dir, "train_params.mat"))
-    if os.path.exists(backup) and not (config.resume or config.overwrite):
-        raise FileExistsError(
-            f"{config.train_dir} holds an interrupted run: pass --resume to "
-            "continue it or --overwrite to start again.")
-    if finished and not config.overwrite and not os.path.exists(backup):
-        raise FileExistsError(
-            f"{config.train_dir} holds a finished run: choose another "
-            "--train_dir or pass --overwrite.")
-    if config.overwrite:
-        shutil.rmtree(config.train_dir, ignore_errors=True)
-    os.makedirs(config.train_dir, exist_ok=True)
-    return backup
+def load_data(config):
+    method = get_distiller(config.Distillation)
+    load = dataloader.load_test if method.data_free else dataloader.load
+    subsets = {} if method.data_free else {"train_subset": config.train_subset or None}
+    data = load(config.dataset, data_dir=config.data_dir or None,
+                test_subset=config.test_subset or None, seed=config.seed, **subsets)
+    if not method.data_free and len(data.train_labels) < config.batch_size:
+        raise UserError(f"--batch_size={config.batch_size}: only {len(data.train_labels)} "
+                        "training examples; lower it or raise --train_subset.")
+    return data
+
+
+def transfer_set_path(config):
+    return config.transfer_set or os.path.join(config.train_dir, "transfer_set.npz")
 
 
 def train(config, callbacks=()):
-    """Run one training job; returns the Keras `History`. `callbacks` are
-    added to the run's own."""
-    method = get_distiller(config.Distillation)   # fail on a bad name before any work
-    if config.dataset not in dataloader.DATASETS:
-        raise ValueError(f"Unknown dataset {config.dataset!r}; valid: "
-                         f"{', '.join(dataloader.DATASETS)}.")
-    backup = prepare_train_dir(config)
+    """Run (or resume) one training job; returns its `Result`. `callbacks`
+    are added to the run's own. Bad input raises `UserError` before anything
+    on disk changes; a divergence raises `Diverged` and marks the run failed."""
+    if not config.train_dir:
+        config = dataclasses.replace(config, train_dir=default_train_dir(config))
+    validate(config)
+    action, record = train_dir.plan(config)
+    if action == train_dir.FINISHED:
+        print(f"{config.train_dir}: already finished, nothing to do.")
+        return Result(config.train_dir, record["history"], record)
     keras.utils.set_random_seed(config.seed)
-    if method.data_free:     # the test split and stored constants, no training split
-        data = dataloader.load_test(config.dataset, data_dir=config.data_dir or None,
-                                    test_subset=config.test_subset or None,
-                                    seed=config.seed)
-    else:
-        data = dataloader.load(config.dataset, data_dir=config.data_dir or None,
-                               train_subset=config.train_subset or None,
-                               test_subset=config.test_subset or None,
-                               seed=config.seed)
-    test_set = dataloader.test_pipeline(data, config.val_batch_size)
-
+    data = load_data(config)
     distiller = build_distiller(config, data)
+    method = type(distiller)
     if method.data_free:
+        transfer_set.check_fits(transfer_set_path(config), distiller.teacher, data)
+
+    # -- Everything is checked: from here on the disk changes. --
+    if action == train_dir.OVERWRITE:
+        kept = train_dir.clear(config.train_dir)
+        if kept:
+            print(f"--overwrite kept what is not this project's: {', '.join(kept)}")
+    os.makedirs(config.train_dir, exist_ok=True)
+    epochs = distiller.init_epoch + config.train_epoch
+    if action != train_dir.RESUME:
+        record = {"format": run_record.FORMAT, "config": config.settings(),
+                  "architecture": architecture(config, data, config.main_scope),
+                  "versions": run_record.versions(), "epochs": epochs, "epochs_done": 0,
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record["state"] = run_record.RUNNING
+    record.pop("reason", None)
+    run_record.write(config.train_dir, record)
+    try:
+        history = _fit(config, data, distiller, record, epochs, callbacks)
+    except Diverged as error:
+        _fail(config.train_dir, record, f"diverged at {error}")
+        raise
+    except KeyboardInterrupt as error:
+        _fail(config.train_dir, record, f"interrupted ({error or 'Ctrl-C'}); --resume "
+              "continues it")
+        raise
+    except BaseException as error:
+        _fail(config.train_dir, record, f"{type(error).__name__}: {error}")
+        raise
+    return Result(config.train_dir, history, record)
+
+
+def _fail(directory, record, reason):
+    record.update(state=run_record.FAILED, reason=reason)
+    try:
+        run_record.write(directory, record)
+    except OSError:     # e.g. the disk is full: the record stays "running", unfinished
+        pass
+
+
+def _fit(config, data, distiller, record, epochs, callbacks):
+    """Train from the last saved epoch, export, and mark the run finished."""
+    if type(distiller).data_free:
         data = with_transfer_set(config, data, distiller.teacher)
-    train_set = dataloader.train_pipeline(data, config.batch_size,
-                                          seed=config.seed)
+    steps = dataloader.steps_per_epoch(data, config.batch_size)
     distiller.compile(optimizer=optimizers.Momentum(config.learning_rate))
+    state_dir = os.path.join(config.train_dir, checkpoint.DIRECTORY)
+    done, history = checkpoint.restore(distiller, state_dir)
+    if done:
+        print(f"Resuming {config.train_dir} after epoch {done} of {epochs}.")
     init_epoch = distiller.init_epoch
+    log_path = os.path.join(config.train_dir, "log.mat")
 
     def schedule(epoch):
         return schedules.learning_rate(epoch, config.learning_rate, init_epoch,
                                        config.train_epoch)
 
-    callbacks = [
+    def saved(epochs_done, history):
+        write_log(log_path, history)
+        record["epochs_done"] = epochs_done
+        run_record.write(config.train_dir, record)
+
+    saver = checkpoint.EpochCheckpoint(state_dir, history, on_saved=saved)
+    run_callbacks = [
         schedules.EpochSchedule(schedule),
-        TrainingLog(os.path.join(config.train_dir, "log.mat")),
+        guard.NonFiniteGuard(),
+        saver,
         keras.callbacks.TensorBoard(config.train_dir, profile_batch=0),
-        keras.callbacks.BackupAndRestore(backup),
         *callbacks,
     ]
-    history = distiller.fit(train_set, validation_data=test_set,
-                            epochs=init_epoch + config.train_epoch,
-                            callbacks=callbacks, verbose=config.verbose,
-                            shuffle=False)   # the pipeline shuffles
-    save_network(distiller.student, config.train_dir)
+    train_set = dataloader.train_pipeline(data, config.batch_size, seed=config.seed,
+                                          first_epoch=done)
+    test_set = dataloader.test_pipeline(data, config.val_batch_size)
+    distiller.fit(train_set, validation_data=test_set, epochs=epochs, initial_epoch=done,
+                  steps_per_epoch=steps, callbacks=run_callbacks, verbose=config.verbose,
+                  shuffle=False)   # the pipeline shuffles
+    history = saver.history
+    write_log(log_path, history)
+    artefacts = exports.save_network(distiller.student, config.train_dir)
+    record.update(state=run_record.FINISHED, history=history, metrics=final_metrics(history),
+                  artefacts=["log.mat", *artefacts], finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    run_record.write(config.train_dir, record)
+    files.remove(state_dir)
     return history
+
+
+def final_metrics(history):
+    """Last and best validation accuracy (and mIoU), in %."""
+    metrics = {}
+    for key, name in (("val_accuracy", "accuracy"), ("val_miou", "miou")):
+        if key in history:
+            values = 100 * np.asarray(history[key])
+            metrics[f"last_{name}"], metrics[f"best_{name}"] = float(values[-1]), float(values.max())
+    return metrics
+
+
+def write_log(path, history):
+    """TF1's `log.mat`: `training_acc`, `validation_acc` (and for segmentation
+    `validation_miou`) per epoch, in %."""
+    log = {"training_acc": 100 * np.asarray(history.get("accuracy", [])),
+           "validation_acc": 100 * np.asarray(history.get("val_accuracy", []))}
+    if "val_miou" in history:
+        log["validation_miou"] = 100 * np.asarray(history["val_miou"])
+    with files.replacing(path) as partial:
+        sio.savemat(partial, log)
+
+
+def read_log(path):
+    """`log.mat` as `{name: 1-D array}`; a damaged file is a `UserError`."""
+    return {k: np.ravel(v) for k, v in tf1_weights.read_mat(path).items()}
 
 
 def with_transfer_set(config, data, teacher):
@@ -190,20 +258,7 @@ def with_transfer_set(config, data, teacher):
         config.dfkd_sigma, config.dfkd_tau, config.dfkd_steps,
         config.dfkd_learning_rate, config.dfkd_activation_weight)
     pseudo = transfer_set.load_or_build(
-        config.transfer_set or os.path.join(config.train_dir, "transfer_set.npz"),
-        teacher, config.transfer_size, data.mean, data.std, synthesis,
-        config.batch_size, config.seed, verbose=config.verbose > 0)
+        transfer_set_path(config), teacher, config.transfer_size, data.mean, data.std,
+        synthesis, config.batch_size, config.seed, verbose=config.verbose > 0)
     print(pseudo.summary())
     return dataclasses.replace(data, train_images=pseudo.images, train_labels=pseudo.labels)
-
-
-def save_network(network, train_dir):
-    """`train_params.mat` (TF1 keys), `model.keras`, a SavedModel and its
-    TensorFlow Lite conversion `model.tflite`."""
-    tf1_weights.save_mat(network, os.path.join(train_dir, "train_params.mat"))
-    network.save(os.path.join(train_dir, "model.keras"))
-    saved_model = os.path.join(train_dir, "saved_model")
-    network.export(saved_model, verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-    with open(os.path.join(train_dir, "model.tflite"), "wb") as f:
-        f.write(converter.convert())

@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from dataloader import preprocessing
+from tf_kd import files
+from tf_kd.errors import UserError
 from tf_kd.losses import data_free
 
 # The teacher's first convolution is `conv0`, then `bn0` and its ReLU: the
@@ -197,19 +199,41 @@ def save(path, transfer_set):
               "settings": np.array(transfer_set.settings)}
     if transfer_set.targets is not None:
         arrays["targets"] = transfer_set.targets
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    partial = path + ".partial"
-    with open(partial, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(partial, path)
+    with files.replacing(path) as partial:
+        with open(partial, "wb") as f:
+            np.savez(f, **arrays)
 
 
 def load(path):
-    """The transfer set saved at `path`."""
-    with np.load(path, allow_pickle=False) as saved:
-        return TransferSet(saved["images"], saved["teacher_logits"],
-                           saved["targets"] if "targets" in saved else None,
-                           str(saved["settings"]))
+    """The transfer set saved at `path`; a damaged file is a `UserError`."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return TransferSet(saved["images"], saved["teacher_logits"],
+                               saved["targets"] if "targets" in saved else None,
+                               str(saved["settings"]))
+    except Exception as error:    # numpy and zipfile raise many kinds
+        raise UserError(f"--transfer_set={path} is not a readable transfer set "
+                        f"({type(error).__name__}: {error}): delete it to build it "
+                        "again, or name another file.") from None
+
+
+def check_fits(path, teacher, data):
+    """If `path` holds a transfer set, check that `teacher` reads its images
+    and that it has `data`'s classes; raise `UserError` if not."""
+    if not os.path.exists(path):
+        return
+    transfer_set = load(path)
+    images, logits = transfer_set.images, transfer_set.teacher_logits
+    expected = (None, *teacher.input.shape[1:])
+    if (images.dtype != np.uint8 or images.ndim != 4
+            or tuple(images.shape[1:]) != expected[1:]):
+        raise UserError(f"--transfer_set={path} holds {images.dtype} images of shape "
+                        f"{images.shape[1:]}; the teacher reads uint8 images of shape "
+                        f"{expected[1:]} ({data.name}): name a set built for it.")
+    if logits.ndim != 2 or logits.shape != (len(images), data.num_classes):
+        raise UserError(f"--transfer_set={path} holds logits of shape {logits.shape} for "
+                        f"{len(images)} images; {data.name} has {data.num_classes} "
+                        "classes: name a set built for this teacher.")
 
 
 def load_or_build(path, teacher, count, mean, std, synthesis=None, batch_size=128,

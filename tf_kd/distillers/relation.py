@@ -1,5 +1,6 @@
 """Relational knowledge: relations between examples (TF1 `nets/Relation.py`)."""
 
+import numpy as np
 import tensorflow as tf
 
 from nets import feature_names
@@ -43,6 +44,9 @@ class MHGD(Distiller):
         self.names = feature_names(student)
         dims = [teacher.output[n].shape[-1] for n in self.names]
         self.graphs = relation.multi_head_graphs(dims, num_head)
+        # The head dropping's noise is drawn from (this number, step): a
+        # resumed run draws it as the uninterrupted one did.
+        self.drop_seed = int(np.random.randint(2 ** 31))
 
     def graph_variables(self):
         return [v for graph in self.graphs for v in graph.trainable_variables]
@@ -71,7 +75,9 @@ class MHGD(Distiller):
         teacher = stage_features(self.teacher_outputs(images), self.names)
         vectors = [relation.teacher_singular_vector(f) for f in teacher]
         with tf.GradientTape() as tape:
-            loss = relation.mha_loss(vectors, self.graphs)
+            seed = tf.stack([tf.constant(self.drop_seed, tf.int64),
+                             tf.convert_to_tensor(self.optimizer.iterations)])
+            loss = relation.mha_loss(vectors, self.graphs, seed=seed)
         self.apply_gradients(loss, tape, self.graph_variables())
         logits = self.student(images, training=False)["logits"]
         return self.report(loss, labels, logits, loss)

@@ -99,13 +99,16 @@ def singular_vectors(student_feats, teacher_feats, num_student=4):
 
 # -- MHGD: the multi-head attention network.
 
-def drop_head(graph):
+def drop_head(graph, seed=None):
     """TF1 `drop_head` on `graph` `[heads, B, B]`: per example, a Gaussian
     noise per head, and the heads whose noise exceeds the mean over the
     heads keep their row of the graph, the others are zeroed. At least one
-    head survives per example (unless all noises tie)."""
+    head survives per example (unless all noises tie). With a stateless
+    `seed` (shape [2]) the noise is a function of it, so that a resumed run
+    draws what the uninterrupted one drew."""
     shape = tf.stack([tf.shape(graph)[0], tf.shape(graph)[1], 1])
-    noise = tf.random.normal(shape, dtype=graph.dtype)
+    noise = (tf.random.normal(shape, dtype=graph.dtype) if seed is None
+             else tf.random.stateless_normal(shape, seed, dtype=graph.dtype))
     keep = noise - tf.reduce_mean(noise, 0, keepdims=True) > 0
     return graph * tf.cast(keep, graph.dtype)
 
@@ -195,11 +198,11 @@ class Estimator(keras.layers.Layer):
         self.bn0.build(self.fc0.compute_output_shape(x_shape))
         self.fc1.build((None, self.num_head * self.hidden))
 
-    def call(self, inputs, training=False, drop_heads=True):
+    def call(self, inputs, training=False, drop_heads=True, seed=None):
         x, graph = inputs
         graph = tf.nn.softmax(graph)
         if drop_heads:
-            graph = drop_head(graph)
+            graph = drop_head(graph, seed)
         x = self.bn0(self.fc0(x), training=training)
         mixed = tf.einsum("hij,jd->ihd", graph, x)            # [B, heads, hidden]
         mixed = tf.reshape(mixed, [-1, self.num_head * self.hidden])
@@ -247,16 +250,19 @@ class MultiHeadGraph(keras.layers.Layer):
         `v` (key) to each example's `v_prev` (query)."""
         return self.attention([v, v_prev], training=training)
 
-    def estimate(self, v, v_prev, training=True, drop_heads=True):
+    def estimate(self, v, v_prev, training=True, drop_heads=True, seed=None):
         """The estimator's reconstruction of `v` `[B, dim]` from the batch's
-        `v_prev` through the attention graphs of `(v, v_prev)`."""
+        `v_prev` through the attention graphs of `(v, v_prev)`; `seed`: of
+        the head dropping (`drop_head`)."""
         graph = self.graph(v, v_prev, training=training)
-        return self.estimator([v_prev, graph], training=training, drop_heads=drop_heads)
+        return self.estimator([v_prev, graph], training=training, drop_heads=drop_heads,
+                              seed=seed)
 
-    def estimator_loss(self, v, v_prev, training=True, drop_heads=True):
+    def estimator_loss(self, v, v_prev, training=True, drop_heads=True, seed=None):
         """TF1's `MHA_loss` of the pair: `mean_b(1 - <estimate_b, v_b>)`,
         the mean cosine distance of the estimate to the unit vectors `v`."""
-        estimate = self.estimate(v, v_prev, training=training, drop_heads=drop_heads)
+        estimate = self.estimate(v, v_prev, training=training, drop_heads=drop_heads,
+                                 seed=seed)
         return tf.reduce_mean(1 - tf.reduce_sum(estimate * v, -1))
 
     def weight_penalty(self, scale=5e-4):
@@ -301,16 +307,20 @@ def mhgd_loss(student_feats, teacher_feats, graphs, num_student=4):
     return mhgd(*singular_vectors(student_feats, teacher_feats, num_student), graphs)
 
 
-def estimator_loss(teacher_vectors, graphs, training=True):
+def estimator_loss(teacher_vectors, graphs, training=True, seed=None):
     """The estimator losses of the attention networks on the teacher's
-    vectors `[B, D]`, summed over stage pairs (TF1 `MHA_loss` collection)."""
-    return tf.add_n([graph.estimator_loss(v, v_prev, training=training)
-                     for graph, (v, v_prev) in zip(graphs, _pairs(teacher_vectors))])
+    vectors `[B, D]`, summed over stage pairs (TF1 `MHA_loss` collection);
+    `seed` (stateless, shape [2]) fixes the head dropping of every pair."""
+    return tf.add_n([
+        graph.estimator_loss(v, v_prev, training=training,
+                             seed=None if seed is None
+                             else tf.random.experimental.stateless_fold_in(seed, i))
+        for i, (graph, (v, v_prev)) in enumerate(zip(graphs, _pairs(teacher_vectors)))])
 
 
-def mha_loss(teacher_vectors, graphs, scale=5e-4):
+def mha_loss(teacher_vectors, graphs, scale=5e-4, seed=None):
     """TF1's objective of the attention networks' training op
     (`Optimizer_w_MHGD`'s `mha_loss`): `estimator_loss` plus each network's
     `weight_penalty(scale)`."""
     penalty = tf.add_n([graph.weight_penalty(scale) for graph in graphs])
-    return estimator_loss(teacher_vectors, graphs) + penalty
+    return estimator_loss(teacher_vectors, graphs, seed=seed) + penalty

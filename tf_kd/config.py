@@ -1,0 +1,114 @@
+"""A run's settings (`train.py`'s flags, named as in TF1) and their checks.
+
+`validate` refuses every nonsensical value before anything is loaded or
+written, naming the flag and the fix.
+"""
+
+import dataclasses
+import math
+
+import dataloader
+import nets
+from tf_kd.distillers import DISTILLERS
+from tf_kd.errors import UserError
+from tf_kd.transfer_set import Synthesis
+
+
+@dataclasses.dataclass
+class Config:
+    """The run's settings; `train.py` fills them from its flags."""
+    train_dir: str = ""           # "": runs/<Distillation>, runs/Teacher for a teacher
+    Distillation: str = "None"
+    dataset: str = "cifar100"
+    model_name: str = "ResNet"
+    main_scope: str = "Student"
+    train_epoch: int = 100
+    init_epoch: int = -1          # -1: the method's TF1 value
+    batch_size: int = 128
+    val_batch_size: int = 200
+    learning_rate: float = 0.1
+    weight_decay: float = 5e-4
+    seed: int = 0
+    teacher: str = ""
+    width: float = 1.0
+    train_subset: int = 0
+    test_subset: int = 0
+    data_dir: str = ""
+    nst_kernel: str = "poly"
+    nst_with_kd: bool = False
+    transfer_set: str = ""        # DFKD: .npz to reuse or write; "": train_dir/transfer_set.npz
+    transfer_size: int = 10000
+    dfkd_noise_baseline: bool = False
+    dfkd_sigma: float = Synthesis.sigma
+    dfkd_tau: float = Synthesis.tau
+    dfkd_steps: int = Synthesis.steps
+    dfkd_learning_rate: float = Synthesis.learning_rate
+    dfkd_activation_weight: float = Synthesis.activation_weight
+    resume: bool = False
+    overwrite: bool = False
+    verbose: int = 1
+
+    def settings(self):
+        """The settings that decide what the run computes: a resumed run
+        must have the same ones (where the data are, how the run is started
+        and what it prints may change)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("train_dir", "data_dir", "resume", "overwrite", "verbose")}
+
+
+def default_train_dir(config):
+    """`runs/<Distillation>`, or `runs/Teacher` for a teacher."""
+    return f"runs/{'Teacher' if config.main_scope == 'Teacher' else config.Distillation}"
+
+
+def takes_teacher(method):
+    """Whether `--Distillation=method` distils from a trained `--teacher`."""
+    cls = DISTILLERS[method]
+    return cls.needs_teacher and cls.pretrained_teacher
+
+
+def _require(condition, flag, value, what):
+    if not condition:
+        raise UserError(f"--{flag}={value}: {what}.")
+
+
+def validate(config):
+    """Raise `UserError` on the first flag that makes no sense."""
+    c = config
+    _require(c.Distillation in DISTILLERS, "Distillation", c.Distillation,
+             "unknown method; valid: " + ", ".join(DISTILLERS))
+    _require(c.dataset in dataloader.DATASETS, "dataset", c.dataset,
+             "unknown dataset; valid: " + ", ".join(dataloader.DATASETS))
+    _require(c.model_name in nets.NETWORKS, "model_name", c.model_name,
+             "unknown network; valid: " + ", ".join(nets.NETWORKS))
+    _require(c.main_scope in ("Student", "Teacher"), "main_scope", c.main_scope,
+             "must be Student or Teacher")
+    for flag in ("train_epoch", "batch_size", "val_batch_size", "transfer_size"):
+        _require(getattr(c, flag) >= 1, flag, getattr(c, flag), "must be at least 1")
+    for flag in ("train_subset", "test_subset", "dfkd_steps"):
+        _require(getattr(c, flag) >= 0, flag, getattr(c, flag),
+                 "must be 0 (all) or positive" if "subset" in flag else "must be >= 0")
+    _require(c.init_epoch >= -1, "init_epoch", c.init_epoch,
+             "must be -1 (the method's TF1 value) or >= 0")
+    for flag in ("learning_rate", "width", "dfkd_sigma", "dfkd_tau", "dfkd_learning_rate"):
+        value = getattr(c, flag)
+        _require(math.isfinite(value) and value > 0, flag, value, "must be a positive number")
+    for flag in ("weight_decay", "dfkd_activation_weight"):
+        value = getattr(c, flag)
+        _require(math.isfinite(value) and value >= 0, flag, value, "must be >= 0")
+    _require(0 <= c.seed < 2 ** 32, "seed", c.seed, "must be in [0, 2**32)")
+    _require(c.verbose in (0, 1, 2), "verbose", c.verbose, "must be 0, 1 or 2")
+    _require(not (c.resume and c.overwrite), "resume", c.resume,
+             "--resume and --overwrite exclude each other: pick one")
+    method = DISTILLERS[c.Distillation]
+    if takes_teacher(c.Distillation):
+        _require(bool(c.teacher), "teacher", "", f"--Distillation={c.Distillation} needs a "
+                 "trained teacher: pass --teacher=<run directory, .keras or .mat file>")
+    else:
+        _require(not c.teacher, "teacher", c.teacher,
+                 f"--Distillation={c.Distillation} takes no teacher"
+                 + (" (it trains its own)" if method.needs_teacher else "")
+                 + ": drop the flag")
+    if method.data_free:
+        _require(c.transfer_size >= c.batch_size, "transfer_size", c.transfer_size,
+                 f"makes no full batch of --batch_size={c.batch_size}")
