@@ -22,7 +22,7 @@ import math
 
 import keras
 
-from nets.resnet import basic_block, batch_norm, stage_config
+from nets.resnet import basic_block, batch_norm, named_model, stage_config
 from tf_kd import layers
 
 # Blocks per stage, channel multiplier, and per-stage strides and dilations.
@@ -65,4 +65,4 @@ def FCN(input_shape=(32, 32, 1), num_classes=11, scope="Student", num_blocks=Non
         bias_regularizer=layers.l2_regularizer(weight_decay))(x)
     outputs["logits"] = keras.layers.UpSampling2D(
         math.prod(shape["strides"]), interpolation="bilinear", name="upsample")(scores)
-    return keras.Model(image, outputs, name=scope)
+    return named_model(image, outputs, scope)

@@ -93,6 +93,18 @@ def ResNet(input_shape=(32, 32, 3), num_classes=100, scope="Student",
         bias_regularizer=layers.l2_regularizer(weight_decay))(pool)
     outputs["pool"] = pool
     outputs["logits"] = logits
+    return named_model(image, outputs, scope)
+
+
+def named_model(image, outputs, scope):
+    """The network as a Keras model of its named outputs. Under a
+    mixed-precision dtype policy the layers compute in float16 / bfloat16
+    and every named output is handed over in float32, so that the losses,
+    the decompositions and the softmax run in float32."""
+    if keras.config.dtype_policy().compute_dtype != "float32":
+        outputs = {name: keras.layers.Activation("linear", dtype="float32",
+                                                 name=f"{name}_float32")(value)
+                   for name, value in outputs.items()}
     return keras.Model(image, outputs, name=scope)
 
 

@@ -9,9 +9,15 @@ import math
 
 import dataloader
 import nets
+from tf_kd.distribution import STRATEGIES
 from tf_kd.distillers import DISTILLERS
 from tf_kd.errors import UserError
 from tf_kd.transfer_set import Synthesis
+
+
+# Keras dtype policies: the networks compute in the second type, keep their
+# weights in float32, and hand their named outputs over in float32.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass
@@ -44,16 +50,20 @@ class Config:
     dfkd_steps: int = Synthesis.steps
     dfkd_learning_rate: float = Synthesis.learning_rate
     dfkd_activation_weight: float = Synthesis.activation_weight
+    strategy: str = "default"     # tf_kd.distribution.STRATEGIES
+    precision: str = "float32"    # or a Keras mixed-precision policy (PRECISIONS)
+    jit_compile: bool = False
     resume: bool = False
     overwrite: bool = False
     verbose: int = 1
 
     def settings(self):
         """The settings that decide what the run computes: a resumed run
-        must have the same ones (where the data are, how the run is started
-        and what it prints may change)."""
+        must have the same ones (where the data are, the devices, XLA, how the
+        run is started and what it prints may change)."""
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("train_dir", "data_dir", "resume", "overwrite", "verbose")}
+                if k not in ("train_dir", "data_dir", "strategy", "jit_compile", "resume",
+                             "overwrite", "verbose")}
 
 
 def default_train_dir(config):
@@ -98,6 +108,10 @@ def validate(config):
         _require(math.isfinite(value) and value >= 0, flag, value, "must be >= 0")
     _require(0 <= c.seed < 2 ** 32, "seed", c.seed, "must be in [0, 2**32)")
     _require(c.verbose in (0, 1, 2), "verbose", c.verbose, "must be 0, 1 or 2")
+    _require(c.strategy in STRATEGIES, "strategy", c.strategy,
+             "valid: " + ", ".join(STRATEGIES))
+    _require(c.precision in PRECISIONS, "precision", c.precision,
+             "valid: " + ", ".join(PRECISIONS))
     _require(not (c.resume and c.overwrite), "resume", c.resume,
              "--resume and --overwrite exclude each other: pick one")
     method = DISTILLERS[c.Distillation]

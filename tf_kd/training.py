@@ -14,6 +14,7 @@ or weight stops the run (`tf_kd.guard`) and marks it failed. A run resumed
 with `resume=True` from any interruption ends as the uninterrupted run.
 """
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -24,8 +25,8 @@ import scipy.io as sio
 
 import dataloader
 import nets
-from tf_kd import (checkpoint, exports, files, guard, optimizers, run_record, schedules,
-                   tf1_weights, train_dir, transfer_set)
+from tf_kd import (checkpoint, distribution, exports, files, guard, optimizers, run_record,
+                   schedules, tf1_weights, train_dir, transfer_set)
 from tf_kd.config import Config, default_train_dir, validate
 from tf_kd.distillers import get_distiller
 from tf_kd.errors import Diverged, UserError
@@ -50,12 +51,26 @@ def architecture(config, data, scope):
             "image_shape": list(data.image_shape)}
 
 
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras' global dtype policy set to `name` inside the block."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_network(config, data, scope, width=None, model_name=None):
+    """A network of `config`'s architecture in `config.precision` (its
+    named outputs in float32; the methods' own modules stay float32)."""
     model_name = model_name or config.model_name
-    network = nets.get_network(model_name)(
-        input_shape=data.image_shape, num_classes=data.num_classes,
-        scope=scope, width=config.width if width is None else width,
-        weight_decay=config.weight_decay)
+    with dtype_policy(config.precision):
+        network = nets.get_network(model_name)(
+            input_shape=data.image_shape, num_classes=data.num_classes,
+            scope=scope, width=config.width if width is None else width,
+            weight_decay=config.weight_decay)
     if (len(network.output["logits"].shape) == 4) != data.segmentation:
         raise UserError(f"--model_name={model_name} does not predict what "
                         f"--dataset={config.dataset} labels (segmentation: FCN).")
@@ -132,9 +147,11 @@ def train(config, callbacks=()):
     if action == train_dir.FINISHED:
         print(f"{config.train_dir}: already finished, nothing to do.")
         return Result(config.train_dir, record["history"], record)
+    strategy = distribution.make(config.strategy)
     keras.utils.set_random_seed(config.seed)
     data = load_data(config)
-    distiller = build_distiller(config, data)
+    with strategy.scope():
+        distiller = build_distiller(config, data)
     method = type(distiller)
     if method.data_free:
         transfer_set.check_fits(transfer_set_path(config), distiller.teacher, data)
@@ -155,7 +172,8 @@ def train(config, callbacks=()):
     record.pop("reason", None)
     run_record.write(config.train_dir, record)
     try:
-        history = _fit(config, data, distiller, record, epochs, callbacks)
+        with strategy.scope():
+            history = _fit(config, data, distiller, record, epochs, callbacks)
     except Diverged as error:
         _fail(config.train_dir, record, f"diverged at {error}")
         raise
@@ -182,7 +200,10 @@ def _fit(config, data, distiller, record, epochs, callbacks):
     if type(distiller).data_free:
         data = with_transfer_set(config, data, distiller.teacher)
     steps = dataloader.steps_per_epoch(data, config.batch_size)
-    distiller.compile(optimizer=optimizers.Momentum(config.learning_rate))
+    optimizer = optimizers.Momentum(config.learning_rate)
+    if config.precision == "mixed_float16":      # float16 gradients need loss scaling
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    distiller.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     state_dir = os.path.join(config.train_dir, checkpoint.DIRECTORY)
     done, history = checkpoint.restore(distiller, state_dir)
     if done:
@@ -215,7 +236,12 @@ def _fit(config, data, distiller, record, epochs, callbacks):
                   shuffle=False)   # the pipeline shuffles
     history = saver.history
     write_log(log_path, history)
-    artefacts = exports.save_network(distiller.student, config.train_dir)
+    student = distiller.student
+    if config.precision != "float32":    # export the float32 network with the trained weights
+        student = build_network(dataclasses.replace(config, precision="float32"), data,
+                                config.main_scope)
+        student.set_weights(distiller.student.get_weights())
+    artefacts = exports.save_network(student, config.train_dir)
     record.update(state=run_record.FINISHED, history=history, metrics=final_metrics(history),
                   artefacts=["log.mat", *artefacts], finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     run_record.write(config.train_dir, record)

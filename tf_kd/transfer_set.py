@@ -109,8 +109,8 @@ class Synthesizer:
     def objective(self, images, targets):
         """The batch mean of the synthesis loss."""
         outputs = self.probe(images, training=False)
-        return data_free.synthesis_loss(
-            targets, outputs["logits"], outputs["activation"],
+        return data_free.synthesis_loss(     # in float32, whatever the teacher computes in
+            targets, outputs["logits"], tf.cast(outputs["activation"], tf.float32),
             self.synthesis.tau, self.synthesis.activation_weight)
 
     @tf.function(reduce_retracing=True)

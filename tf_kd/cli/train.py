@@ -6,7 +6,8 @@
 from absl import app, flags
 
 from tf_kd import cli, training
-from tf_kd.config import Config
+from tf_kd.config import PRECISIONS, Config
+from tf_kd.distribution import STRATEGIES
 from tf_kd.distillers import DISTILLERS
 from tf_kd.transfer_set import Synthesis
 
@@ -59,6 +60,13 @@ flags.DEFINE_float("dfkd_learning_rate", Synthesis.learning_rate,
                    "DFKD: Adam's step size on the (normalised) inputs.")
 flags.DEFINE_float("dfkd_activation_weight", Synthesis.activation_weight,
                    "DFKD: weight of the first-layer activation loss L_a.")
+flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
+                  "tf.distribute strategy: default (one device), mirrored (the local "
+                  "GPUs), multi_worker (the machines of TF_CONFIG). --batch_size is global.")
+flags.DEFINE_enum("precision", "float32", list(PRECISIONS),
+                  "Keras dtype policy of the networks; the losses, decompositions and "
+                  "named outputs stay float32 (mixed_float16 adds loss scaling).")
+flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_boolean("resume", False,
                      "Continue the interrupted or failed run in train_dir from its last "
                      "finished epoch (with the same flags).")

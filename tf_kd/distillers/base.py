@@ -59,8 +59,8 @@ class Distiller(keras.Model):
     @property
     def metrics(self):
         segmentation = [self.miou_tracker] if self.miou_tracker is not None else []
-        return [self.loss_tracker, self.distillation_tracker,
-                self.accuracy_tracker, *segmentation]
+        distillation = [self.distillation_tracker] if self.needs_teacher else []
+        return [self.loss_tracker, *distillation, self.accuracy_tracker, *segmentation]
 
     def call(self, images, training=False):
         return self.student(images, training=training)
@@ -90,7 +90,18 @@ class Distiller(keras.Model):
         if self.miou_tracker is not None:
             self.miou_tracker.update_state(labels, logits)
             results["miou"] = self.miou_tracker.result()
-        return results
+        return per_worker(results)
+
+    def loss_scale(self):
+        """The loss scale of a `LossScaleOptimizer` (mixed float16), else None."""
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            return self.optimizer.scale_loss(tf.constant(1.0))
+        return None
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: every part is built on construction. (Keras'
+        symbolic build would also reduce a distributed batch with MEAN,
+        which fails under MultiWorkerMirroredStrategy, Keras 3.15.)"""
 
     # -- helpers for train_step -----------------------------------------------
     def weight_decay(self, module=None):
@@ -107,7 +118,7 @@ class Distiller(keras.Model):
         """Differentiate `loss` (a mean over the local batch) and update
         `variables`; under `tf.distribute` the loss is scaled so that the
         summed replica gradients are those of the global-batch mean."""
-        gradients = replica_gradients(tape, loss, variables)
+        gradients = replica_gradients(tape, loss, variables, self.loss_scale())
         self.optimizer.apply(*zip(*[(g, v) for g, v in zip(gradients, variables)
                                     if g is not None]))
 
@@ -116,8 +127,8 @@ class Distiller(keras.Model):
         """TF1 `Optimizer_w_Initializer`'s distillation phase: only the
         variables the distillation loss reaches are updated, by the gradient
         of `distillation_loss + decay`. `tape` (persistent) recorded both."""
-        gradients = replica_gradients(tape, distillation_loss, variables)
-        decays = replica_gradients(tape, decay, variables)
+        gradients = replica_gradients(tape, distillation_loss, variables, self.loss_scale())
+        decays = replica_gradients(tape, decay, variables, self.loss_scale())
         pairs = [(g + w if w is not None else g, v)
                  for g, w, v in zip(gradients, decays, variables) if g is not None]
         self.optimizer.apply(*zip(*pairs))
@@ -129,7 +140,7 @@ class Distiller(keras.Model):
         clip_factor)`. Under `tf.distribute` the gradients are summed over
         replicas before clipping, so the bound uses the global-batch gradient.
         `tape` (persistent) recorded the three losses."""
-        parts = [cross_replica_sum(replica_gradients(tape, loss, variables))
+        parts = [cross_replica_sum(replica_gradients(tape, loss, variables, self.loss_scale()))
                  for loss in (class_loss, decay, distillation_loss)]
         # TF1 leaves a variable the class loss does not reach untouched; the
         # optimizer sums over replicas again, so each replica hands its share
@@ -171,7 +182,7 @@ class Distiller(keras.Model):
         self.accuracy_tracker.update_state(labels, logits)
         if self.miou_tracker is not None:
             self.miou_tracker.update_state(labels, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return per_worker({m.name: m.result() for m in self.metrics})
 
 
 def unpack(data):
@@ -203,6 +214,14 @@ def sigmoid(x):
     return tf.where(s > 1 - 1e-8, tf.ones_like(s), s)
 
 
+def per_worker(results):
+    """`results` as Keras' multi-worker reduction needs them: it takes the
+    MEAN over axis 0 across workers (Keras 3.15), so each scalar gets one."""
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(value, [1]) for name, value in results.items()}
+    return results
+
+
 def cross_replica_sum(gradients):
     """Sum gradients over replicas (identity outside `tf.distribute`)."""
     context = tf.distribute.get_replica_context()
@@ -217,12 +236,17 @@ def num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-def replica_gradients(tape, loss, variables):
+def replica_gradients(tape, loss, variables, scale=None):
     """Gradients of `loss / number of replicas`: summed over the replicas
-    they give the gradient of the mean over the global batch."""
+    they give the gradient of the mean over the global batch. `scale`
+    (float16 loss scaling) multiplies the gradient from the start of the
+    backward pass; the optimizer divides it out (clipping against another
+    gradient of the same scale is unchanged by it)."""
     replicas = num_replicas()
-    return [g / replicas if g is not None else None
-            for g in tape.gradient(loss, variables)]
+    gradients = tape.gradient(loss, variables,
+                              output_gradients=None if scale is None
+                              else tf.cast(scale, loss.dtype))
+    return [g / replicas if g is not None else None for g in gradients]
 
 
 class Baseline(Distiller):
