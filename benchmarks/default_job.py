@@ -24,6 +24,7 @@ and the table gives the medians over the rounds, with the epoch's total
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -93,7 +94,8 @@ def worker(intra, inter, steps, batch_norms):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help="comma-separated names of SETTINGS")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch_norms", default="keras,fused")
@@ -105,7 +107,7 @@ def main(argv=None):
         return worker(setting.get("intra"), setting.get("inter"), args.steps,
                       args.batch_norms.split(","))
 
-    names = args.settings.split(",")
+    names = re.split(r",(?! )", args.settings)   # a name may hold ", "
     runs = {name: [] for name in names}
     for _ in range(args.rounds):
         for name in names:

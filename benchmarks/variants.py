@@ -162,23 +162,10 @@ def xla_teacher(method):
     return Xla
 
 
-def two_backward_passes(method):
-    """`method` with TF1's clipped update from separate gradients of the
-    class, decay and distillation losses (two backward passes)."""
-    class TwoPasses(method):
-        def apply_clipped_gradients(self, class_loss, decay, distillation_loss, tape,
-                                    variables, clip_factor):
-            parts = [base.cross_replica_sum(base.replica_gradients(tape, loss, variables))
-                     for loss in (class_loss, decay, distillation_loss)]
-            pairs = [(base.clipped_sum(c, w, d, clip_factor) / base.num_replicas(), v)
-                     for c, w, d, v in zip(*parts, variables) if c is not None]
-            self.optimizer.apply(*zip(*pairs))
-    return TwoPasses
-
-
 def batched_backward_pass(method):
     """`method` with g_CE and g_dist from one batched backward pass: the
-    Jacobian of `[CE, distillation]` (pfor over the two cotangents)."""
+    Jacobian of `[CE, distillation]` (pfor over the two cotangents), then
+    the same clipped sum as `Distiller.apply_clipped_gradients`."""
     class Batched(method):
         def apply_clipped_gradients(self, class_loss, decay, distillation_loss, tape,
                                     variables, clip_factor):
@@ -186,10 +173,10 @@ def batched_backward_pass(method):
             with tape:      # persistent: the stacking is recorded too
                 losses = tf.stack([class_loss, distillation_loss])
             stacked = tape.jacobian(losses, variables, experimental_use_pfor=True)
-            both = [(None, None) if g is None else (g[0] / replicas, g[1] / replicas)
-                    for g in stacked]
-            class_grads = base.cross_replica_sum([c for c, _ in both])
-            distillation_grads = base.cross_replica_sum([d for _, d in both])
+            class_grads = base.cross_replica_sum(
+                [None if g is None else g[0] / replicas for g in stacked])
+            distillation_grads = base.cross_replica_sum(
+                [None if g is None else g[1] / replicas for g in stacked])
             decays = base.cross_replica_sum(base.replica_gradients(tape, decay, variables))
             pairs = [(base.clipped_sum(c, w, d, clip_factor) / replicas, v)
                      for c, w, d, v in zip(class_grads, decays, distillation_grads, variables)
@@ -308,7 +295,7 @@ def compare_clipped(args, batch):
     for key in args.clipped.split(","):
         method = DISTILLERS[key]
         steps = {name: compiled(build(variant(method), "fused", args.width))
-                 for name, variant in (("two backward passes (TF1)", two_backward_passes),
+                 for name, variant in (("two backward passes (as today)", lambda m: m),
                                        ("one batched backward pass (jacobian, pfor)",
                                         batched_backward_pass))}
         lines += table(f"{key} main-phase step, clipped update",
