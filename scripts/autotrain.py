@@ -8,7 +8,8 @@ whose run record says finished is skipped; an interrupted or failed one is
 resumed from its last good epoch, so the command can simply be run again.
 A trial that fails does not stop the others; the command ends by listing
 the failed trials and exits with status 1 if there are any. Arguments after
-`--` go to every `train.py` call. When `Teacher` is among the methods and no
+`--` go to every `train.py` call (`--teacher` only to the methods that distil
+from a trained teacher). When `Teacher` is among the methods and no
 `--teacher` is given, the other methods distil from `root/Teacher/trial0`, so
 one command trains the teacher and then every student (none starts if the
 teacher does not finish).
@@ -48,14 +49,15 @@ def main(argv):
             if record is not None and record["state"] == run_record.FINISHED:
                 print(f"{train_dir}: finished, skipped")
                 continue
+            distils = method != "Teacher" and config.takes_teacher(method)
             flags = (["--main_scope=Teacher"] if method == "Teacher"
-                     else [f"--Distillation={method}",
-                           *(teacher if config.takes_teacher(method) else [])])
+                     else [f"--Distillation={method}", *(teacher if distils else [])])
+            flags += [a for a in extra if distils or not a.startswith("--teacher=")]
             if record is not None:
                 print(f"{train_dir}: {run_record.describe(record)}; resuming")
                 flags.append("--resume")
             command = [sys.executable, os.path.join(ROOT, "train.py"), *flags,
-                       f"--train_dir={train_dir}", f"--seed={seed}", *extra]
+                       f"--train_dir={train_dir}", f"--seed={seed}"]
             print(" ".join(command), flush=True)
             if subprocess.run(command).returncode != 0:
                 failed.append(train_dir)

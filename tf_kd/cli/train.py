@@ -3,6 +3,9 @@
     python train.py --Distillation=None --dataset=fashion_mnist --train_dir=runs/student
 """
 
+import sys
+import time
+
 from absl import app, flags
 
 from tf_kd import cli, training
@@ -72,19 +75,28 @@ flags.DEFINE_boolean("resume", False,
                      "finished epoch (with the same flags).")
 flags.DEFINE_boolean("overwrite", False,
                      "Replace the run in train_dir (only ever a run of this project).")
-flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_integer("verbose", None,
+                     "Keras verbosity: 0 silent, 1 progress bar with ETA, 2 one line per "
+                     "epoch (default: 1 on a terminal, else 2).")
 
 
 def _train(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    config = Config(**{name: F[name].value for name in Config.__dataclass_fields__})
-    result = training.train(config)
+    values = {name: F[name].value for name in Config.__dataclass_fields__}
+    if values["verbose"] is None:
+        values["verbose"] = 1 if sys.stdout.isatty() else 2
+    started = time.time()
+    result = training.train(Config(**values))
     metrics = result.record["metrics"]
     print(f"Final validation accuracy: {metrics['last_accuracy']:.2f}% "
           f"(best {metrics['best_accuracy']:.2f}%)")
     if "last_miou" in metrics:
         print(f"Final validation mIoU: {metrics['last_miou']:.2f}%")
+    minutes, seconds = divmod(round(time.time() - started), 60)
+    print(f"{result.record['epochs']} epochs in {minutes} min {seconds:02d} s; the run "
+          f"and its exports ({', '.join(result.record['artefacts'])}) are in "
+          f"{result.train_dir}")
 
 
 def run():
