@@ -362,6 +362,21 @@ def test_read_idx_rejects_bad_files(tmp_path):
         fashion_mnist.read_idx(str(tmp_path / "floats"))
 
 
+def test_truncated_archives_name_the_file(tmp_path):
+    write_idx(tmp_path / "whole.gz", np.zeros((4, 28, 28)), compress=True)
+    (tmp_path / "cut.gz").write_bytes((tmp_path / "whole.gz").read_bytes()[:30])
+    with pytest.raises(UserError, match="cut.gz cannot be read.*damaged"):
+        fashion_mnist.read_idx(str(tmp_path / "cut.gz"))
+    write_cifar(tmp_path / "extract", "cifar100", np.random.default_rng(6))
+    os.makedirs(tmp_path / "data")
+    archive_path = tmp_path / "data" / "cifar-100-python.tar.gz"
+    with tarfile.open(archive_path, "w:gz") as archive:
+        archive.add(tmp_path / "extract" / "cifar-100-python", arcname="cifar-100-python")
+    archive_path.write_bytes(archive_path.read_bytes()[:200])
+    with pytest.raises(UserError, match="cifar-100-python.tar.gz cannot be read"):
+        dataloader.load("cifar100", data_dir=str(tmp_path / "data"))
+
+
 def test_fashion_mnist_missing_names_paths_and_package(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path / "debian"))
     with pytest.raises(FileNotFoundError) as error:

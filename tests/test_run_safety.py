@@ -327,3 +327,15 @@ def test_a_classifier_is_not_scored_on_label_maps(finished):
     with pytest.raises(UserError, match="label maps"):
         evaluation.confusion_matrix(evaluation.load_logits_fn(path, label_maps, None),
                                     label_maps, 4, path)
+
+
+def test_report_leaves_out_a_trial_with_a_damaged_log(finished, tmp_path):
+    trial = tmp_path / "runs" / "None" / "trial0"
+    shutil.copytree(finished, trial)
+    (trial / "log.mat").write_bytes((trial / "log.mat").read_bytes()[:100])
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "report.py"),
+                             f"--root={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"],
+                            capture_output=True, text=True, env=ENV, cwd=ROOT)
+    assert result.returncode != 0 and "No finished trial" in result.stderr
+    assert "not counted" in result.stderr and "log.mat is a damaged .mat file" in result.stderr
+    assert "Traceback" not in result.stderr
