@@ -19,7 +19,10 @@ Comparisons (`--only` picks some):
 - `clipped`: a clipped method's step (KD-SVD by default) with the class and
   distillation gradients from two backward passes (TF1) against one
   batched backward pass (`tape.jacobian` with pfor);
-- `xla`: the student step compiled with and without XLA.
+- `xla`: the student step compiled with and without XLA;
+- `precision`: the student step and a Soft_logits step in float32, under
+  the mixed_bfloat16 policy (`--precision`) and with XLA (`--jit_compile`),
+  as `train.py` builds them.
 """
 
 import argparse
@@ -313,8 +316,26 @@ def compare_xla(args, batch):
     return lines
 
 
+def compare_precision(args, batch):
+    from tf_kd.training import dtype_policy
+    lines = []
+    for title, method, teacher in (("Student step", StudentStep, False),
+                                   ("Soft_logits step", DISTILLERS["Soft_logits"], True)):
+        steps = {}
+        for name, policy, jit in (("float32", "float32", False),
+                                  ("mixed_bfloat16", "mixed_bfloat16", False),
+                                  ("float32, XLA", "float32", True)):
+            with dtype_policy(policy):
+                distiller = build(method, "fused", args.width, teacher=teacher)
+            steps[name] = compiled(distiller, jit_compile=jit)
+        lines += table(f"{title}: --precision and --jit_compile",
+                       interleaved(steps, batch, args.warmup, args.steps))
+        print("\n".join(lines[-7:]), flush=True)
+    return lines
+
+
 COMPARISONS = {"batch_norm": compare_batch_norm, "teacher": compare_teacher,
-               "clipped": compare_clipped, "xla": compare_xla}
+               "clipped": compare_clipped, "xla": compare_xla, "precision": compare_precision}
 
 
 def main(argv=None):

@@ -27,9 +27,10 @@ def stage_config(image_size):
 
 
 def batch_norm(x, name, weight_decay, relu=True):
-    """TF1 `batch_norm` (ReLU unless `relu=False`) from plain Keras layers, so
-    that a saved network loads without this project."""
-    x = keras.layers.BatchNormalization(
+    """TF1 `batch_norm` (ReLU unless `relu=False`): the fused kernel TF1 ran
+    (`tf_kd.layers.BatchNormalization`), saved as Keras' own layers, so that
+    a saved network loads without this project."""
+    x = layers.BatchNormalization(
         name=name, **layers.batch_norm_args(weight_decay))(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 

@@ -23,3 +23,8 @@ python3 train.py "${COMMON[@]}" --train_epoch=5 --Distillation=MHGD --init_epoch
   --teacher=$RUN/teacher --train_dir=$RUN/mhgd "$@"
 echo "== Results (validation accuracy, %, on the 10,000 test images)"
 python3 scripts/summary.py $RUN/teacher $RUN/student $RUN/mhgd
+times_file=$(mktemp)
+times > "$times_file"   # the shell's CPU time, then its children's (the three runs)
+read -r user system < <(tail -1 "$times_file")
+rm -f "$times_file"
+echo "== Done in $((SECONDS / 60)) min $((SECONDS % 60)) s wall time; CPU time of the runs: user $user, system $system"

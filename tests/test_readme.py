@@ -15,7 +15,8 @@ A line that reads a run waits for the line that writes it; lines that do not
 depend on each other run side by side. The same line in both documents runs
 once. Skipped, and why (`skip_reason`): the set-up scripts (they install
 packages; `quickstart.sh` trains for minutes, `run_tests.sh` runs this very
-suite), `pip install`, and lines that need TF1's `pre_trained/ResNet.mat`,
+suite), `pip install`, multi-worker lines (they need the machines their
+`TF_CONFIG` names), and lines that need TF1's `pre_trained/ResNet.mat`,
 which is not part of the project.
 """
 
@@ -61,6 +62,8 @@ def skip_reason(words):
         return "installs packages and runs this test suite"
     if "pip" in words[:3] and "install" in words:
         return "installs packages"
+    if words[0].startswith("TF_CONFIG="):
+        return "needs the machines TF_CONFIG names (tests/test_distribute.py runs two workers)"
     if "pre_trained/" in line:
         return "needs TF1's pre_trained/ResNet.mat, not part of the project"
     if words[0] != "python" or words[1] not in ("train.py", "test.py"):

@@ -5,15 +5,49 @@
 (`UserError`, `Diverged`, a full disk, an interruption) into one line on stderr and an
 exit status, without a traceback; any other error is a bug and keeps its
 traceback.
+
+Importing this package imports TensorFlow with its C++ logging at WARNING
+and above left out (`TF_CPP_MIN_LOG_LEVEL=2` unless the environment sets it)
+and without the oneDNN start-up banner, which that level does not reach;
+anything else TensorFlow prints while it loads is passed on.
 """
 
 import errno
+import os
 import signal
 import sys
+import tempfile
 
-from absl import app, flags
+# what TensorFlow prints on stderr as it loads, whatever TF_CPP_MIN_LOG_LEVEL says
+_BANNERS = ("oneDNN custom operations are on",
+            "All log messages before absl::InitializeLog() is called")
 
-from tf_kd.errors import Diverged, UserError
+
+def _import_tensorflow_quietly():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    stderr = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(stderr, 2)
+            os.close(stderr)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(banner in line for banner in _BANNERS):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+_import_tensorflow_quietly()
+
+from absl import app, flags  # noqa: E402
+
+from tf_kd.errors import Diverged, UserError  # noqa: E402
 
 EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
