@@ -78,6 +78,7 @@ def folded_convolution(conv, bn):
     """`bn(conv(x), training=False)` as one convolution with a bias: kernel
     times `s = gamma / sqrt(moving_variance + epsilon)`, bias `beta +
     (conv_bias - moving_mean) * s`, from the variables' current values."""
+    @tf.autograph.experimental.do_not_convert   # plain ops: nothing for autograph to do
     def call(x, **kwargs):
         scale = tf.math.rsqrt(tf.convert_to_tensor(bn.moving_variance) + bn.epsilon)
         if bn.scale:
@@ -112,7 +113,7 @@ def folded_inference(model, images):
         if id(operation) in folds:
             return folded_convolution(*folds[id(operation)])
         if id(operation) in folded_bns:
-            return lambda x, **kwargs: x
+            return tf.autograph.experimental.do_not_convert(lambda x, **kwargs: x)
         return functional.operation_fn(operation, training=False)
 
     with tf.name_scope(model.name):

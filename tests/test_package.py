@@ -101,3 +101,16 @@ def test_entry_points(installed):
         # absl's --help prints the usage and the program's flags, exits with status 1
         out = _run([os.path.join(bin_dir, script), "--help"], outside, returncodes=(0, 1))
         assert "--helpfull" in out and ("--Distillation" in out or "--model" in out), out
+
+
+def test_the_keras_distillation_example_runs_on_the_installed_copy(installed):
+    """docs/keras_distillation.md's example as written, with only the
+    installed package importable (it writes its .keras files where it runs)."""
+    from test_readme import code_blocks
+
+    python, _, _, outside = installed
+    (example,) = [text for language, text in code_blocks("docs/keras_distillation.md")
+                  if language == "python"]
+    out = _run([python, "-c", example], outside, timeout=600)
+    assert "10 trainable variables of VID's regressor" in out, out
+    assert os.path.isfile(os.path.join(outside, "student.keras"))

@@ -261,8 +261,9 @@ def test_corrupt_teacher_files_name_the_file_and_the_cause(finished, tmp_path):
     truncated_keras.write_bytes((finished / "model.keras").read_bytes()[:5000])
     for path, cause in [(text, "not a MATLAB .mat file"), (truncated_mat, "damaged .mat"),
                         (truncated_keras, "not a readable .keras file")]:
-        with pytest.raises(UserError, match=f"{path.name}.*{cause}"):
+        with pytest.raises(UserError, match=f"{path.name}.*{cause}") as error:
             training.train(tiny(tmp_path / "run", Distillation="AT", teacher=str(path)))
+        assert "not found" not in str(error.value)      # the file is there, damaged
     assert not os.path.exists(tmp_path / "run")
 
 

@@ -67,7 +67,7 @@ def versions():
 def describe(record):
     """One line: the state, and why or how far."""
     if record["state"] == FAILED:
-        return f"failed: {record.get('reason', 'no reason recorded')}"
+        return f"failed: {record.get('reason', 'no reason recorded').rstrip('.')}"
     if record["state"] == RUNNING:
         return (f"unfinished ({record.get('epochs_done', 0)} of "
                 f"{record.get('epochs', '?')} epochs done; running, or killed)")

@@ -100,7 +100,12 @@ def load_weights(model, path):
 
 def load_keras(path):
     """`keras.models.load_model(path)`; a damaged file is a `UserError` naming it."""
+    import zipfile
+
     import keras
+    if not zipfile.is_zipfile(path):   # Keras would call it "File not found"
+        raise UserError(f"{path} is not a readable .keras file (not a complete zip archive: "
+                        "truncated, or another kind of file): write it again.")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:    # Keras raises many kinds on a damaged file
