@@ -13,6 +13,7 @@ anything else TensorFlow prints while it loads is passed on.
 """
 
 import errno
+import logging
 import os
 import signal
 import sys
@@ -67,8 +68,10 @@ def run(function, module, usage):
 
 def main(function, argv):
     """Run `function(argv)`; SIGTERM counts as an interruption (so a run
-    that is stopped records why)."""
+    that is stopped records why). TensorFlow's Python INFO lines (e.g. the
+    devices a strategy uses) are left out; its warnings still show."""
     signal.signal(signal.SIGTERM, _interrupt)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     try:
         function(argv)
     except UserError as error:
