@@ -6,10 +6,10 @@
 exit status, without a traceback; any other error is a bug and keeps its
 traceback.
 
-Importing this package imports TensorFlow with its C++ logging at WARNING
-and above left out (`TF_CPP_MIN_LOG_LEVEL=2` unless the environment sets it)
-and without the oneDNN start-up banner, which that level does not reach;
-anything else TensorFlow prints while it loads is passed on.
+Importing this package imports TensorFlow with its C++ INFO and WARNING
+lines left out (`TF_CPP_MIN_LOG_LEVEL=2` unless the environment sets it;
+errors still show) and without the oneDNN start-up banner, which that level
+does not reach; anything else TensorFlow prints while it loads is passed on.
 """
 
 import errno
