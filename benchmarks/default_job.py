@@ -19,6 +19,15 @@ load on the machine hits all alike; every process measures, in seconds:
 
 and the table gives the medians over the rounds, with the epoch's total
 (fit + validation) as a ratio to the first setting's.
+
+    python benchmarks/default_job.py --rate --out=...
+
+instead measures how close the step comes to the CPU's arithmetic rate: the
+floating-point operations of its convolutions and matrix products (forward
+and both backward kernels, from TensorFlow's op statistics) over its time,
+for the quickstart teacher and the same network at full width, against a
+large float32 matrix product, all timed in alternating rounds in one
+process.
 """
 
 import argparse
@@ -92,6 +101,57 @@ def worker(intra, inter, steps, batch_norms):
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def conv_flops(step, batch):
+    """Floating-point operations of the convolutions and matrix products in
+    one run of the `tf.function` `step` on `batch`, by TensorFlow's op
+    statistics (`Conv2D`, its two backward kernels, `MatMul`)."""
+    import tensorflow as tf
+    graph = step.get_concrete_function(batch).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["account_type_regexes"] = ["Conv2D.*", "MatMul"]
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+
+
+def rates(widths, steps, size=2048):
+    """Rows of (name, GFLOP a run, median seconds) for the quickstart
+    teacher's training step at each width and a `size`-square float32
+    matrix product, timed in alternating rounds."""
+    import tensorflow as tf
+    sys.path.insert(0, ROOT)
+    from benchmarks.variants import build, interleaved
+    from tf_kd.distillers import DISTILLERS
+    from tf_kd import optimizers
+
+    rng = np.random.RandomState(0)
+    batch = (tf.constant(rng.randn(128, 32, 32, 1), tf.float32),
+             tf.constant(rng.randint(0, 10, 128), tf.int32))
+    a = tf.constant(rng.randn(size, size), tf.float32)
+    matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
+    runs = {f"{size}x{size} float32 matrix product": (
+        2 * size ** 3, lambda _: matmul(a).numpy())}
+    for width in widths:
+        distiller = build(DISTILLERS["None"], width=width, num_classes=10, teacher=False,
+                          image_channels=1, scope="Teacher")
+        distiller.compile(optimizer=optimizers.Momentum(0.02))
+        step = tf.function(distiller.train_step)
+        runs[f"teacher step, width {width:g}"] = (
+            conv_flops(step, batch),
+            lambda b, step=step: [t.numpy() for t in step(b).values()])
+    medians = interleaved({name: run for name, (_, run) in runs.items()}, batch, 2, steps)
+    return [(name, flops / 1e9, medians[name]) for name, (flops, _) in runs.items()]
+
+
+def rate_table(widths, steps, size):
+    rows = rates(widths, steps, size)
+    peak = rows[0][1] / rows[0][2]
+    lines = ["| run | GFLOP | median (ms) | GFLOP/s | of the matrix product's rate |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {gflop:.3g} | {1e3 * t:.1f} | {gflop / t:.0f} | "
+              f"{gflop / t / peak:.0%} |" for name, gflop, t in rows]
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default=",".join(SETTINGS),
@@ -100,8 +160,25 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch_norms", default="keras,fused")
     parser.add_argument("--out", default="")
+    parser.add_argument("--rate", action="store_true",
+                        help="measure the step's arithmetic rate instead (see above)")
+    parser.add_argument("--widths", default="0.25,1.0", help="with --rate")
+    parser.add_argument("--matrix_size", type=int, default=2048, help="with --rate")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    sys.path.insert(0, ROOT)
+    from tf_kd import files
+    if args.rate:
+        from benchmarks.machine import describe
+        lines = ["# The default job's teacher step against the CPU's arithmetic rate", "",
+                 f"Command: `python benchmarks/default_job.py {' '.join(argv or sys.argv[1:])}`",
+                 ""] + [f"- {k}: {v}" for k, v in describe().items()] + [""]
+        lines += rate_table([float(w) for w in args.widths.split(",")], args.steps,
+                            args.matrix_size)
+        print("\n".join(lines))
+        if args.out:
+            files.write_text(args.out, "\n".join(lines) + "\n")
+        return None
     if args.worker:
         setting = SETTINGS[args.worker]
         return worker(setting.get("intra"), setting.get("inter"), args.steps,
@@ -139,8 +216,7 @@ def main(argv=None):
                      + f" | {total:.1f} | {total / first:.2f} |")
     print("\n".join(lines))
     if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        files.write_text(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks.machine import describe  # noqa: E402
+from tf_kd import files  # noqa: E402
 from tf_kd.distillers import DISTILLERS  # noqa: E402
 
 TF1_EPOCHS = 100
@@ -91,8 +92,7 @@ def main(argv):
     def run(method, trials, flags):
         # summed over reruns, so that a resumed method counts all its time
         timing[method] = timing.get(method, 0.0) + autotrain(root, method, trials, flags)
-        with open(timing_path, "w") as f:
-            json.dump(timing, f, indent=1)
+        files.write_text(timing_path, json.dumps(timing, indent=1))
 
     run("Teacher", 1, [*common, f"--train_epoch={args.teacher_epoch}",
                        f"--learning_rate={args.teacher_learning_rate}"])
@@ -118,8 +118,7 @@ def main(argv):
              "the undistilled student.", "", table,
              *gains(os.path.join(out, "report.csv"), "None"), "",
              "![validation curves](curves.png)"]
-    with open(os.path.join(out, "README.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    files.write_text(os.path.join(out, "README.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

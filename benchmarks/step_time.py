@@ -29,7 +29,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nets import ResNet  # noqa: E402
-from tf_kd import optimizers, svd  # noqa: E402
+from tf_kd import files, optimizers, svd  # noqa: E402
 from tf_kd.distillers import DISTILLERS, Distiller  # noqa: E402
 from tf_kd.distillers.base import class_loss, unpack  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
@@ -219,9 +219,7 @@ def main(argv=None):
 
     def save():
         if args.out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            with open(args.out, "w") as f:
-                f.write("\n".join(lines + svd_lines) + "\n")
+            files.write_text(args.out, "\n".join(lines + svd_lines) + "\n")
 
     floors = {}
     for key in [key for key in args.methods.split(",") if key]:

@@ -41,6 +41,7 @@ from torch import nn  # noqa: E402
 
 from benchmarks.machine import describe  # noqa: E402
 from benchmarks.variants import StudentStep, build, compiled, interleaved  # noqa: E402
+from tf_kd import files  # noqa: E402
 from tf_kd.distillers import DISTILLERS  # noqa: E402
 
 WEIGHT_DECAY = 5e-4
@@ -262,9 +263,7 @@ def main(argv=None):
             lines.append(f"| {workload} | {name} | {1e3 * t:.1f} | {t / reference:.2f} |")
             print(lines[-1], flush=True)
         if args.out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            with open(args.out, "w") as f:
-                f.write("\n".join(lines) + "\n")
+            files.write_text(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

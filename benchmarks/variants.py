@@ -41,7 +41,7 @@ import keras  # noqa: E402
 from keras.src.models import functional  # noqa: E402
 import nets.resnet  # noqa: E402
 from nets import ResNet  # noqa: E402
-from tf_kd import layers, optimizers  # noqa: E402
+from tf_kd import files, layers, optimizers  # noqa: E402
 from tf_kd.distillers import DISTILLERS  # noqa: E402
 from tf_kd.distillers import base  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
@@ -366,9 +366,7 @@ def main(argv=None):
     for name in [n for n in args.only.split(",") if n]:
         lines += COMPARISONS[name](args, batch)
         if args.out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            with open(args.out, "w") as f:
-                f.write("\n".join(lines) + "\n")
+            files.write_text(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

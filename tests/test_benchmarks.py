@@ -53,3 +53,40 @@ def test_fashion_mnist_benchmark_on_a_tiny_configuration(tmp_path):
     # a second run skips the finished trials and reports the same table
     again = run("fashion_mnist.py", *args)
     assert again.count("finished, skipped") == 3
+
+
+def test_conv_flops_counts_a_convolution_and_both_its_backward_kernels():
+    import tensorflow as tf
+    sys.path.insert(0, ROOT)
+    from benchmarks.default_job import conv_flops
+
+    kernel = tf.Variable(tf.random.normal((3, 3, 3, 4)))
+    weights = tf.Variable(tf.random.normal((8 * 8 * 4, 5)))
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            features = tf.nn.conv2d(x, kernel, 1, "SAME")
+            logits = tf.linalg.matmul(tf.reshape(features, (2, -1)), weights)
+            loss = tf.reduce_sum(logits)
+        return tape.gradient(loss, [x, kernel, weights])
+
+    conv_macs = 2 * 8 * 8 * (3 * 3 * 3) * 4          # batch x positions x kernel x out
+    matmul_macs = 2 * (8 * 8 * 4) * 5
+    # forward, input gradient and kernel gradient of each, two operations a MAC
+    expected = 3 * 2 * (conv_macs + matmul_macs)
+    assert conv_flops(step, tf.zeros((2, 8, 8, 3))) == expected
+
+
+def test_rate_mode_on_a_tiny_configuration(tmp_path):
+    out = tmp_path / "rate.md"
+    run("default_job.py", "--rate", "--widths=0.125", "--steps=2", "--matrix_size=64",
+        f"--out={out}")
+    report = out.read_text()
+    assert "- cpu:" in report and "- tensorflow:" in report
+    rows = re.findall(r"^\| (.+?) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| (\d+)% \|$", report, re.M)
+    assert [r[0] for r in rows] == ["64x64 float32 matrix product", "teacher step, width 0.125"]
+    assert rows[0][4] == "100"
+    assert abs(float(rows[0][1]) / (2 * 64 ** 3 / 1e9) - 1) < 1e-2
+    assert float(rows[1][1]) > 0 and float(rows[1][2]) > 0
