@@ -288,9 +288,12 @@ def compare_teacher(args, batch):
     steps = {name: compiled(build(variant(DISTILLERS["Soft_logits"]), "fused", args.width))
              for name, variant in (("teacher as Keras runs it", plain_teacher),
                                    ("teacher folded", folded_teacher))}
+    steps["teacher in bfloat16 (--teacher_precision=mixed_bfloat16)"] = compiled(build(
+        plain_teacher(DISTILLERS["Soft_logits"]), "fused", args.width,
+        teacher_policy="mixed_bfloat16"))
     lines += table("Soft_logits step, fused batch norm",
                    interleaved(steps, batch, args.warmup, args.steps))
-    print("\n".join(lines[-6:]), flush=True)
+    print("\n".join(lines[-7:]), flush=True)
     return lines
 
 

@@ -8,8 +8,8 @@ whose run record says finished is skipped; an interrupted or failed one is
 resumed from its last good epoch, so the command can simply be run again.
 A trial that fails does not stop the others; the command ends by listing
 the failed trials and exits with status 1 if there are any. Arguments after
-`--` go to every `train.py` call (`--teacher` only to the methods that distil
-from a trained teacher). When `Teacher` is among the methods and no
+`--` go to every `train.py` call (`--teacher` and `--teacher_precision` only
+to the methods that distil from a trained teacher). When `Teacher` is among the methods and no
 `--teacher` is given, the other methods distil from `root/Teacher/trial0`, so
 one command trains the teacher and then every student (none starts if the
 teacher does not finish).
@@ -52,7 +52,7 @@ def main(argv):
             distils = method != "Teacher" and config.takes_teacher(method)
             flags = (["--main_scope=Teacher"] if method == "Teacher"
                      else [f"--Distillation={method}", *(teacher if distils else [])])
-            flags += [a for a in extra if distils or not a.startswith("--teacher=")]
+            flags += [a for a in extra if distils or a.split("=")[0] not in config.TEACHER_FLAGS]
             if record is not None:
                 print(f"{train_dir}: {run_record.describe(record)}; resuming")
                 flags.append("--resume")

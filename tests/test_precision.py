@@ -76,3 +76,32 @@ def test_mixed_precision_run_exports_float32_models(tmp_path):
     saved = tf.saved_model.load(os.path.join(config.train_dir, "saved_model"))
     np.testing.assert_allclose(saved.serve(images)["logits"], logits, rtol=1e-4, atol=1e-4)
     assert result.record["config"]["precision"] == "mixed_bfloat16"
+
+
+def test_teacher_precision_puts_the_frozen_teacher_alone_in_bfloat16(tmp_path):
+    tiny = dict(dataset="synthetic", train_epoch=1, batch_size=32, width=0.125,
+                train_subset=64, test_subset=50, verbose=0)
+    teacher = tmp_path / "teacher"
+    training.train(training.Config(train_dir=str(teacher), main_scope="Teacher", **tiny))
+    config = training.Config(train_dir=str(tmp_path / "kd"), Distillation="Soft_logits",
+                             teacher=str(teacher), teacher_precision="mixed_bfloat16", **tiny)
+    data = dataloader.load("synthetic", train_subset=64, test_subset=50)
+    distiller = training.build_distiller(config, data)
+    assert distiller.teacher.dtype_policy.name == "mixed_bfloat16"
+    assert distiller.student.dtype_policy.name == "float32"
+    # the same trained weights in float32: the outputs agree to bfloat16's precision
+    full = training.load_teacher(training.Config(**{**tiny, "Distillation": "Soft_logits",
+                                                    "teacher": str(teacher)}), data)
+    images = data.test_images[:16].astype("float32")
+    images = (images - data.mean) / data.std
+    mixed_logits = distiller.teacher(images, training=False)["logits"]
+    full_logits = full(images, training=False)["logits"]
+    assert mixed_logits.dtype == tf.float32
+    scale = float(tf.reduce_max(tf.abs(full_logits)))
+    assert float(tf.reduce_max(tf.abs(mixed_logits - full_logits))) < 0.05 * scale
+    assert float(tf.reduce_max(tf.abs(mixed_logits - full_logits))) > 0   # really bfloat16
+    result = training.train(config)
+    assert np.all(np.isfinite(result.history["loss"]))
+    assert result.record["config"]["teacher_precision"] == "mixed_bfloat16"
+    model = keras.models.load_model(os.path.join(config.train_dir, "model.keras"))
+    assert model.compute_dtype == "float32"

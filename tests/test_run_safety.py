@@ -228,6 +228,15 @@ def test_resume_with_other_flags_names_them(finished, tmp_path):
     assert training.train(tiny(finished, resume=True)).record["state"] == run_record.FINISHED
 
 
+def test_a_setting_newer_than_the_record_resumes_at_its_default(tmp_path):
+    train_dir = tmp_path / "run"
+    killed_run(train_dir, "epoch2.weights.h5")
+    record = run_record.read(train_dir)
+    del record["config"]["teacher_precision"]      # as a run recorded before the flag existed
+    run_record.write(train_dir, record)
+    assert training.train(tiny(train_dir, resume=True)).record["state"] == run_record.FINISHED
+
+
 # -- Bad input: a clear error, before anything is written ------------------------
 
 @pytest.mark.parametrize("overrides, flag", [
@@ -245,6 +254,9 @@ def test_resume_with_other_flags_names_them(finished, tmp_path):
     (dict(Distillation="AT"), "needs a trained teacher"),
     (dict(Distillation="AT", teacher="missing.keras"), "no such file"),
     (dict(resume=True, overwrite=True), "exclude each other"),
+    (dict(teacher_precision="bfloat16"), "--teacher_precision=bfloat16: valid: float32"),
+    (dict(teacher_precision="mixed_bfloat16"), "has no frozen teacher: drop"),
+    (dict(Distillation="DML", teacher_precision="mixed_bfloat16"), "trains its own: use --precision"),
 ])
 def test_bad_flags_are_named_before_anything_is_written(overrides, flag, tmp_path):
     with pytest.raises(UserError, match=flag.replace(".", r"\.")):

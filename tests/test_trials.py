@@ -26,7 +26,9 @@ def script(name, *args, status=0):
 
 def test_trials_and_report(tmp_path):
     root = str(tmp_path / "runs")
-    script("autotrain.py", "--methods=None,Teacher", "--trials=2", f"--root={root}", "--", *TINY)
+    # flags for a teacher are left out of the runs that take none
+    script("autotrain.py", "--methods=None,Teacher", "--trials=2", f"--root={root}", "--", *TINY,
+           "--teacher_precision=mixed_bfloat16")
     for method in ["None", "Teacher"]:
         for i in range(2):
             assert run_record.read(os.path.join(root, method, f"trial{i}"))["state"] == "finished"
@@ -34,11 +36,13 @@ def test_trials_and_report(tmp_path):
     assert again.count("finished, skipped") == 2
     # with Teacher among the methods, the students distil from its first trial
     distilled = script("autotrain.py", "--methods=Soft_logits,Teacher", "--trials=1",
-                       f"--root={root}", "--", *TINY)
+                       f"--root={root}", "--", *TINY, "--teacher_precision=mixed_bfloat16")
     teacher = os.path.join(root, "Teacher", "trial0")
     assert distilled.index("Teacher/trial0: finished, skipped") < distilled.index(
         f"--Distillation=Soft_logits --teacher={teacher}")
-    assert run_record.read(os.path.join(root, "Soft_logits", "trial0"))["state"] == "finished"
+    distilled_record = run_record.read(os.path.join(root, "Soft_logits", "trial0"))
+    assert distilled_record["state"] == "finished"
+    assert distilled_record["config"]["teacher_precision"] == "mixed_bfloat16"
 
     # a third trial diverges: autotrain goes on, then lists it and fails
     diverged = script("autotrain.py", "--methods=None", "--trials=3", f"--root={root}", "--",

@@ -52,6 +52,7 @@ class Config:
     dfkd_activation_weight: float = Synthesis.activation_weight
     strategy: str = "default"     # tf_kd.distribution.STRATEGIES
     precision: str = "float32"    # or a Keras mixed-precision policy (PRECISIONS)
+    teacher_precision: str = ""   # the frozen teacher's policy; "": --precision's
     jit_compile: bool = False
     resume: bool = False
     overwrite: bool = False
@@ -64,6 +65,15 @@ class Config:
         return {k: v for k, v in dataclasses.asdict(self).items()
                 if k not in ("train_dir", "data_dir", "strategy", "jit_compile", "resume",
                              "overwrite", "verbose")}
+
+
+# The flags that only a run distilling from a trained teacher takes.
+TEACHER_FLAGS = ("--teacher", "--teacher_precision")
+
+
+def teacher_precision(config):
+    """The dtype policy the teacher is built under."""
+    return config.teacher_precision or config.precision
 
 
 def default_train_dir(config):
@@ -112,6 +122,8 @@ def validate(config):
              "valid: " + ", ".join(STRATEGIES))
     _require(c.precision in PRECISIONS, "precision", c.precision,
              "valid: " + ", ".join(PRECISIONS))
+    _require(c.teacher_precision in ("",) + PRECISIONS, "teacher_precision",
+             c.teacher_precision, "valid: " + ", ".join(PRECISIONS))
     _require(not (c.resume and c.overwrite), "resume", c.resume,
              "--resume and --overwrite exclude each other: pick one")
     method = DISTILLERS[c.Distillation]
@@ -122,6 +134,11 @@ def validate(config):
         _require(not c.teacher, "teacher", c.teacher,
                  f"--Distillation={c.Distillation} takes no teacher"
                  + (" (it trains its own)" if method.needs_teacher else "")
+                 + ": drop the flag")
+    if c.teacher_precision and not takes_teacher(c.Distillation):
+        _require(False, "teacher_precision", c.teacher_precision,
+                 f"--Distillation={c.Distillation} has no frozen teacher"
+                 + (" (it trains its own: use --precision)" if method.needs_teacher else "")
                  + ": drop the flag")
     if method.data_free:
         _require(c.transfer_size >= c.batch_size, "transfer_size", c.transfer_size,

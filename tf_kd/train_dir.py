@@ -9,6 +9,7 @@ anything else and no run record is not this project's: it is refused,
 import os
 
 from tf_kd import checkpoint, files, run_record
+from tf_kd.config import Config
 from tf_kd.errors import UserError
 
 # What `tf_kd.training.train` writes into a train_dir (`train/` and
@@ -53,7 +54,8 @@ def plan(config):
         raise UserError(f"--train_dir={directory} holds a run that is "
                         f"{run_record.describe(record)}: pass --resume to continue it "
                         "or --overwrite to start again.")
-    given, recorded = config.settings(), record["config"]
+    # a setting added after the run was recorded counts at its default
+    given, recorded = config.settings(), {**Config().settings(), **record["config"]}
     differ = [k for k in sorted(set(given) | set(recorded)) if given.get(k) != recorded.get(k)]
     if differ:
         listed = ", ".join(f"--{k}={recorded.get(k)!r} (given {given.get(k)!r})"

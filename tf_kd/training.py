@@ -27,7 +27,7 @@ import dataloader
 import nets
 from tf_kd import (checkpoint, distribution, exports, files, guard, optimizers, run_record,
                    schedules, tf1_weights, train_dir, transfer_set)
-from tf_kd.config import Config, default_train_dir, validate
+from tf_kd.config import Config, default_train_dir, teacher_precision, validate
 from tf_kd.distillers import get_distiller
 from tf_kd.errors import Diverged, UserError
 from tf_kd.transfer_set import Synthesis
@@ -62,11 +62,12 @@ def dtype_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
-def build_network(config, data, scope, width=None, model_name=None):
-    """A network of `config`'s architecture in `config.precision` (its
-    named outputs in float32; the methods' own modules stay float32)."""
+def build_network(config, data, scope, width=None, model_name=None, precision=None):
+    """A network of `config`'s architecture in `precision` (default:
+    `config.precision`; its named outputs in float32; the methods' own modules
+    stay float32)."""
     model_name = model_name or config.model_name
-    with dtype_policy(config.precision):
+    with dtype_policy(precision or config.precision):
         network = nets.get_network(model_name)(
             input_shape=data.image_shape, num_classes=data.num_classes,
             scope=scope, width=config.width if width is None else width,
@@ -93,7 +94,7 @@ def load_teacher(config, data):
                     f"(--{flag}={record['config'][flag]}), this run has {shape[key]!r}: "
                     + ("train a teacher with --main_scope=Teacher" if key == "main_scope"
                        else f"pass --{flag}={record['config'][flag]} or another teacher") + ".")
-    teacher = build_network(config, data, "Teacher")
+    teacher = build_network(config, data, "Teacher", precision=teacher_precision(config))
     try:
         count = tf1_weights.load_weights(teacher, path)
     except UserError as error:

@@ -69,6 +69,10 @@ flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
 flags.DEFINE_enum("precision", "float32", list(PRECISIONS),
                   "Keras dtype policy of the networks; the losses, decompositions and "
                   "named outputs stay float32 (mixed_float16 adds loss scaling).")
+flags.DEFINE_string("teacher_precision", "",
+                    "Keras dtype policy of the frozen --teacher alone (e.g. mixed_bfloat16: "
+                    "its forward pass computes in bfloat16, which changes its outputs at "
+                    "bfloat16's precision); default: --precision's.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_boolean("resume", False,
                      "Continue the interrupted or failed run in train_dir from its last "
