@@ -58,7 +58,6 @@ def worker(intra, inter, steps, batch_norms):
         tf.config.threading.set_intra_op_parallelism_threads(intra)
     if inter:
         tf.config.threading.set_inter_op_parallelism_threads(inter)
-    sys.path.insert(0, ROOT)
     import dataloader
     from benchmarks.variants import build, compiled, interleaved
     from tf_kd.distillers import DISTILLERS
@@ -118,7 +117,6 @@ def rates(widths, steps, size=2048):
     teacher's training step at each width and a `size`-square float32
     matrix product, timed in alternating rounds."""
     import tensorflow as tf
-    sys.path.insert(0, ROOT)
     from benchmarks.variants import build, interleaved
     from tf_kd.distillers import DISTILLERS
     from tf_kd import optimizers
@@ -195,7 +193,6 @@ def main(argv=None):
             runs[name].append(json.loads(out.split("RESULT ", 1)[1]))
             print(name, runs[name][-1], flush=True)
 
-    sys.path.insert(0, ROOT)
     from benchmarks.machine import describe
     keys = ["pipeline"] + [f"step ({bn} bn)" for bn in args.batch_norms.split(",")] + [
         "epoch", "validation"]

@@ -44,6 +44,7 @@ from nets import ResNet  # noqa: E402
 from tf_kd import files, layers, optimizers  # noqa: E402
 from tf_kd.distillers import DISTILLERS  # noqa: E402
 from tf_kd.distillers import base  # noqa: E402
+from tf_kd.training import dtype_policy  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 
 _FOLDS = weakref.WeakKeyDictionary()
@@ -214,13 +215,8 @@ def build(method, batch_norm="fused", width=1.0, num_classes=100, image_size=32,
     shape = (image_size, image_size, image_channels)
     with networks_with(BATCH_NORMS[batch_norm]):
         student = ResNet(shape, num_classes, scope, width=width)
-        policy = keras.config.dtype_policy()
-        if teacher_policy:
-            keras.config.set_dtype_policy(teacher_policy)
-        try:
+        with dtype_policy(teacher_policy or keras.config.dtype_policy()):
             teacher_net = ResNet(shape, num_classes, "Teacher", width=width) if teacher else None
-        finally:
-            keras.config.set_dtype_policy(policy)
     distiller = method(student, teacher=teacher_net)
     distiller.compile(optimizer=optimizers.Momentum(0.1))
     return distiller
@@ -321,7 +317,6 @@ def compare_xla(args, batch):
 
 
 def compare_precision(args, batch):
-    from tf_kd.training import dtype_policy
     lines = []
     for title, method, teacher in (("Student step", StudentStep, False),
                                    ("Soft_logits step", DISTILLERS["Soft_logits"], True)):

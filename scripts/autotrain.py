@@ -9,10 +9,10 @@ resumed from its last good epoch, so the command can simply be run again.
 A trial that fails does not stop the others; the command ends by listing
 the failed trials and exits with status 1 if there are any. Arguments after
 `--` go to every `train.py` call (`--teacher` and `--teacher_precision` only
-to the methods that distil from a trained teacher). When `Teacher` is among the methods and no
-`--teacher` is given, the other methods distil from `root/Teacher/trial0`, so
-one command trains the teacher and then every student (none starts if the
-teacher does not finish).
+to the methods that distil from a trained teacher). When `Teacher` is among
+the methods and no `--teacher` is given, the other methods distil from
+`root/Teacher/trial0`, so one command trains the teacher and then every
+student (none starts if the teacher does not finish).
 """
 
 import argparse

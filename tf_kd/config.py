@@ -71,11 +71,6 @@ class Config:
 TEACHER_FLAGS = ("--teacher", "--teacher_precision")
 
 
-def teacher_precision(config):
-    """The dtype policy the teacher is built under."""
-    return config.teacher_precision or config.precision
-
-
 def default_train_dir(config):
     """`runs/<Distillation>`, or `runs/Teacher` for a teacher."""
     return f"runs/{'Teacher' if config.main_scope == 'Teacher' else config.Distillation}"
@@ -135,8 +130,7 @@ def validate(config):
                  f"--Distillation={c.Distillation} takes no teacher"
                  + (" (it trains its own)" if method.needs_teacher else "")
                  + ": drop the flag")
-    if c.teacher_precision and not takes_teacher(c.Distillation):
-        _require(False, "teacher_precision", c.teacher_precision,
+        _require(not c.teacher_precision, "teacher_precision", c.teacher_precision,
                  f"--Distillation={c.Distillation} has no frozen teacher"
                  + (" (it trains its own: use --precision)" if method.needs_teacher else "")
                  + ": drop the flag")

@@ -27,7 +27,7 @@ import dataloader
 import nets
 from tf_kd import (checkpoint, distribution, exports, files, guard, optimizers, run_record,
                    schedules, tf1_weights, train_dir, transfer_set)
-from tf_kd.config import Config, default_train_dir, teacher_precision, validate
+from tf_kd.config import Config, default_train_dir, validate
 from tf_kd.distillers import get_distiller
 from tf_kd.errors import Diverged, UserError
 from tf_kd.transfer_set import Synthesis
@@ -94,7 +94,8 @@ def load_teacher(config, data):
                     f"(--{flag}={record['config'][flag]}), this run has {shape[key]!r}: "
                     + ("train a teacher with --main_scope=Teacher" if key == "main_scope"
                        else f"pass --{flag}={record['config'][flag]} or another teacher") + ".")
-    teacher = build_network(config, data, "Teacher", precision=teacher_precision(config))
+    teacher = build_network(config, data, "Teacher",
+                            precision=config.teacher_precision or config.precision)
     try:
         count = tf1_weights.load_weights(teacher, path)
     except UserError as error:
