@@ -174,9 +174,23 @@ def test_batch_norm_activation_and_config():
     again = keras.saving.deserialize_keras_object(config)
     assert isinstance(again, layers.BatchNorm)
     assert again.activation is keras.activations.relu
-    assert (again.momentum, again.epsilon) == (0.9, 1e-5)
+    assert (again.momentum, again.epsilon) == (0.9, 1.001e-5)
     assert [w.path.split("/")[-1] for w in layer.weights] == [
         "gamma", "beta", "moving_mean", "moving_variance"]
+
+
+@pytest.mark.parametrize("shape", [(64, 4, 4, 3), (64, 3)])
+def test_networks_run_tf1_fused_epsilon(shape):
+    """TF 1.x's `nn.fused_batch_norm` raised epsilon to 1.001e-5: on a batch
+    variance of epsilon's order that is told apart from 1e-5 far above
+    float32 rounding (rank 2: the MHGD attention networks' batch norms)."""
+    layer = layers.batch_norm("bn", activation=None)
+    x = (np.random.RandomState(0).randn(*shape) * np.sqrt(1e-5)).astype("float32")
+    y = layer(x, training=True).numpy()
+    fused = batch_norm_train(x.astype("float64"), 1.0, 0.0, 1.001e-5)
+    asked = batch_norm_train(x.astype("float64"), 1.0, 0.0, 1e-5)
+    np.testing.assert_allclose(y, fused, rtol=1e-5, atol=1e-6)
+    assert np.abs(fused - asked).max() > 50 * np.abs(y - fused).max()
 
 
 def test_saved_network_loads_without_this_project(tmp_path):

@@ -135,7 +135,7 @@ def test_feature_adapter_is_conv_bn_relu_in_training_mode():
     expected = relu(batch_norm_train(conv.astype("float64"), adapter.bn.gamma.numpy(),
                                      adapter.bn.beta.numpy()))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    assert adapter.bn.momentum == 0.9 and adapter.bn.epsilon == 1e-5
+    assert adapter.bn.momentum == 0.9 and adapter.bn.epsilon == 1.001e-5
     squares = sum(np.sum(w.numpy().astype("float64") ** 2) for w in
                   [adapter.conv.kernel, adapter.bn.gamma, adapter.bn.beta])
     assert float(sum(adapter.losses)) == pytest.approx(layers.WEIGHT_DECAY * squares / 2,

@@ -76,7 +76,7 @@ def test_layer_arguments_follow_tf1_arg_scope(cifar_student):
     conv = cifar_student.get_layer("Resblock1_BasicBlock0_conv0")
     assert not conv.use_bias and conv.padding == "same" and conv.strides == (2, 2)
     bn = cifar_student.get_layer("Resblock1_BasicBlock0_bn0")
-    assert bn.momentum == 0.9 and bn.epsilon == 1e-5 and bn.center and bn.scale
+    assert bn.momentum == 0.9 and bn.epsilon == layers.FUSED_EPSILON == 1.001e-5 and bn.center and bn.scale
     full = cifar_student.get_layer("full")
     assert full.use_bias and full.bias_regularizer is not None
 

@@ -6,7 +6,9 @@ the distillation modules included, inherits this scope:
 - conv2d / fully_connected: no bias, no activation, weights drawn by
   `variance_scaling_initializer(mode='FAN_OUT')`, `l2_regularizer(weight_decay)`;
 - batch_norm: scale and center, decay 0.9, epsilon 1e-5, ReLU activation,
-  `l2_regularizer(weight_decay)` on gamma and beta.
+  `l2_regularizer(weight_decay)` on gamma and beta. Every one ran on TF 1.x's
+  `nn.fused_batch_norm`, which raised epsilon to at least 1.001e-5 ("a
+  requirement by CUDNN"), so the networks ran with `FUSED_EPSILON`.
 
 The factories below return Keras layers with exactly these defaults; a caller
 overrides an argument the way a TF1 call or inner `arg_scope` did.
@@ -20,6 +22,8 @@ from keras import ops
 from keras.src import api_export
 
 WEIGHT_DECAY = 5e-4
+# TF 1.x `nn.fused_batch_norm`'s floor on epsilon, what `ResNet_arg_scope`'s 1e-5 ran as
+FUSED_EPSILON = 1.001e-5
 
 
 def variance_scaling_fan_out(fan_out, factor=2.0):
@@ -144,9 +148,10 @@ def dense(units, name=None, weight_decay=WEIGHT_DECAY, **overrides):
 
 
 def batch_norm_args(weight_decay=WEIGHT_DECAY):
-    """Keyword arguments of `BatchNormalization` for the TF1 `batch_norm`."""
+    """Keyword arguments of `BatchNormalization` for the TF1 `batch_norm`,
+    with the epsilon TF 1.x's fused kernel ran it with."""
     return dict(
-        momentum=0.9, epsilon=1e-5, center=True, scale=True,
+        momentum=0.9, epsilon=FUSED_EPSILON, center=True, scale=True,
         gamma_regularizer=l2_regularizer(weight_decay),
         beta_regularizer=l2_regularizer(weight_decay),
     )

@@ -27,17 +27,22 @@ class SoftLogits(Distiller):
 class DML(Distiller):
     """Zhang et al., "Deep mutual learning", CVPR 2018.
 
-    Teacher and student both train from scratch. Each step first updates the
-    teacher with `CE_t + decay_t + DML`, then the student with
-    `CE_s + decay_s + DML` against the updated teacher (TF1 runs the two
-    updates one after the other on the same batch).
+    Teacher and student both train from scratch, in TF1's order
+    (`train_w_distill.py` unpacks `op_util.Optimizer_w_DML`'s
+    `(teacher_op, student_op)` as `train_op, teacher_train_op` and runs
+    `teacher_train_op` first): each step first updates the student with
+    `CE_s + decay_s + DML` against the teacher's logits from before the step,
+    then the teacher with `CE_t + decay_t + DML` against the updated
+    student's logits (its forward pass in training mode). Each update's
+    forward passes change the moving batch-norm statistics of the network it
+    trains only, as TF1's update ops did.
 
     TF1 feeds the teacher's batch norm `is_training = not is_training`, so
     the teacher trains with its initial moving statistics (0 and 1) as a
     fixed affine map; without normalisation its logits start with a standard
-    deviation near 80 and the first update diverges to NaN. By default the
-    teacher's batch norm therefore trains with batch statistics, like the
-    student's; `teacher_bn_training=False` restores the TF1 mode.
+    deviation near 80. By default the teacher's batch norm therefore trains
+    with batch statistics, like the student's; `teacher_bn_training=False`
+    restores the TF1 mode.
     """
 
     pretrained_teacher = False
@@ -49,27 +54,36 @@ class DML(Distiller):
 
     def train_step(self, data):
         images, labels = unpack(data)
-        with tf.GradientTape() as student_tape:
+        teacher_logits = tf.stop_gradient(
+            logits_keeping_statistics(self.teacher, images, self.teacher_bn_training))
+        with tf.GradientTape() as tape:
             student_logits = self.student(images, training=True)["logits"]
-            # The student's forward pass is the same in both TF1 updates (its
-            # weights only change in the second), so it is computed once.
-            with tf.GradientTape() as teacher_tape:
-                teacher_logits = self.teacher_logits(images)
-                teacher_loss = (
-                    class_loss(labels, teacher_logits)
-                    + self.weight_decay(self.teacher)
-                    + response.dml(tf.stop_gradient(student_logits), teacher_logits))
-            self.apply_gradients(teacher_loss, teacher_tape,
-                                 self.teacher.trainable_variables)
-            teacher_logits = tf.stop_gradient(self.teacher_logits(images))
             distillation = response.dml(student_logits, teacher_logits)
             loss = (class_loss(labels, student_logits)
                     + self.weight_decay(self.student) + distillation)
-        self.apply_gradients(loss, student_tape, self.student.trainable_variables)
+        self.apply_gradients(loss, tape, self.student.trainable_variables)
+        updated_student = tf.stop_gradient(
+            logits_keeping_statistics(self.student, images, True))
+        with tf.GradientTape() as tape:
+            teacher_logits = self.teacher(images, training=self.teacher_bn_training)["logits"]
+            teacher_loss = (class_loss(labels, teacher_logits)
+                            + self.weight_decay(self.teacher)
+                            + response.dml(updated_student, teacher_logits))
+        self.apply_gradients(teacher_loss, tape, self.teacher.trainable_variables)
         return self.report(loss, labels, student_logits, distillation)
 
-    def teacher_logits(self, images):
-        return self.teacher(images, training=self.teacher_bn_training)["logits"]
+
+def logits_keeping_statistics(network, images, training):
+    """`network`'s logits, its moving batch-norm statistics (its
+    non-trainable variables) left as they were even in training mode."""
+    if not training:
+        return network(images, training=False)["logits"]
+    moving = network.non_trainable_variables
+    saved = [tf.identity(v.value) for v in moving]
+    logits = network(images, training=True)["logits"]
+    for variable, value in zip(moving, saved):
+        variable.assign(value)
+    return logits
 
 
 class FactorTransfer(Distiller):

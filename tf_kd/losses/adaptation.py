@@ -110,7 +110,8 @@ class AutoEncoder(keras.layers.Layer):
 class FeatureAdapter(keras.layers.Layer):
     """`C_f`: a 3x3 convolution, stride 1, padding 1, to the code's width,
     then batch norm and ReLU (the paper). `layers.conv2d` / `batch_norm`
-    defaults (fan-out init, no bias, L2 weight decay; decay 0.9, epsilon 1e-5);
+    defaults (fan-out init, no bias, L2 weight decay; decay 0.9, epsilon
+    `layers.FUSED_EPSILON`);
     the batch norm always runs in training mode, as the other methods'
     modules (it only exists while training)."""
 

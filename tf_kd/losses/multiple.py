@@ -2,9 +2,10 @@
 
 The modules below are built with TF1's effective arguments: as parts of the
 network function they inherit `ResNet_arg_scope` (no bias, fan-out variance
-scaling, L2 weight decay; batch norm with decay 0.9, epsilon 1e-5 and L2 on
-gamma/beta), and their batch norms always run in training mode (TF1 creates
-them outside the student's `is_training` scope).
+scaling, L2 weight decay; batch norm with decay 0.9, epsilon 1e-5, run as
+`layers.FUSED_EPSILON`, and L2 on gamma/beta), and their batch norms always
+run in training mode (TF1 creates them outside the student's `is_training`
+scope).
 """
 
 import keras

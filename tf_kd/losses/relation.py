@@ -21,8 +21,8 @@ distillation by multi-head attention network", BMVC 2019) in brief:
 Layer arguments follow TF1, where everything runs under `ResNet_arg_scope`
 and the MHGD `arg_scope`s remove the regularisers: dense layers without bias
 (except the estimator's `fc1`, zero-initialised bias) or activation, the TF1
-fan-out initialiser, batch norms with decay 0.9, epsilon 1e-5, scale and
-center, and no L2 term in `losses`.
+fan-out initialiser, batch norms with decay 0.9, epsilon 1e-5 (run as
+`layers.FUSED_EPSILON`), scale and center, and no L2 term in `losses`.
 """
 
 import keras
