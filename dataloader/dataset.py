@@ -1,6 +1,7 @@
 """The in-memory dataset `dataloader.load` returns."""
 
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -9,7 +10,10 @@ import numpy as np
 class Dataset:
     """uint8 NHWC images, int32 labels of shape [N] (label maps [N, H, W]
     for segmentation), and the per-channel float32 `mean` / `std` the
-    pipelines normalise with."""
+    pipelines normalise with. Under a labelled-data budget
+    (`dataloader.budget`) the training split holds the labelled images,
+    `unlabeled_images` the rest (or None) and `epoch_size` the number of
+    images an epoch covers (default: the training split's)."""
     name: str
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -18,6 +22,8 @@ class Dataset:
     num_classes: int
     mean: np.ndarray
     std: np.ndarray
+    unlabeled_images: Optional[np.ndarray] = None
+    epoch_size: Optional[int] = None
 
     @property
     def image_shape(self):

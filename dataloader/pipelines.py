@@ -16,23 +16,27 @@ from tf_kd.errors import UserError
 
 
 def steps_per_epoch(data, batch_size):
-    """Full batches of `batch_size` in `data`'s training set (at least one)."""
-    count = len(data.train_labels)
+    """Full batches of `batch_size` in an epoch of `data`'s training set (at
+    least one); under a labelled-data budget, of the split it was drawn from."""
+    count = data.epoch_size or len(data.train_labels)
     if count < batch_size:
         raise UserError(f"{count} training examples make no full batch of "
                          f"{batch_size}.")
     return count // batch_size
 
 
-def train_pipeline(data, batch_size, seed=None, first_epoch=0):
+def train_pipeline(data, batch_size, seed=None, first_epoch=0, replicas=1):
     """Endless shuffled, augmented `(images, labels)` batches of `data`'s
     training set, epoch after epoch from epoch `first_epoch`, each epoch
     `steps_per_epoch(data, batch_size)` batches: float32 normalised NHWC
     images and int32 labels (label maps transformed with their images).
-    Epoch `e` is the same for the same `(seed, e)`; a None seed draws one."""
+    Epoch `e` is the same for the same `(seed, e)`; a None seed draws one.
+    Under a labelled-data budget see `_budget_batches`."""
     steps = steps_per_epoch(data, batch_size)
     if seed is None:
         seed = np.random.randint(2 ** 31)
+    if data.epoch_size is not None:
+        return _budget_batches(data, batch_size, steps, seed, first_epoch, replicas)
     images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
 
     def epoch_batches(epoch):
@@ -50,6 +54,57 @@ def train_pipeline(data, batch_size, seed=None, first_epoch=0):
         if data.segmentation:
             return preprocessing.augment_with_labels(batch, batch_labels, step_seed)
         return preprocessing.augment(batch, step_seed), batch_labels
+
+    return (tf.data.Dataset.counter(first_epoch)
+            .flat_map(epoch_batches)
+            .map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def _cycled(count, needed, seed):
+    """`needed` indices into `count` examples: whole shuffles of them, one
+    after another."""
+    rounds = -(-needed // count)
+    keys = tf.random.stateless_uniform([rounds, count], seed)
+    return tf.reshape(tf.argsort(keys, axis=1), [-1])[:needed]
+
+
+def _budget_batches(data, batch_size, steps, seed, first_epoch, replicas):
+    """The batches of a labelled-data budget (`dataloader.budget`): each
+    step `batch_size` labelled images, drawn by cycling through shuffles of
+    the few labelled ones, and (where `data` keeps them) as many unlabelled
+    images after them, with `batch_size` labels. A batch split over
+    `replicas` gives each replica its labelled images, then its unlabelled
+    ones, so that its labels name its first images (`tf_kd.distillers.base.labelled`)."""
+    unlabeled = data.unlabeled_images
+    if unlabeled is not None and batch_size % replicas:
+        raise UserError(f"--batch_size={batch_size}: with unlabelled images it must be a "
+                        f"multiple of the {replicas} replicas.")
+    images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
+    extra = tf.constant(unlabeled if unlabeled is not None else data.train_images[:1])
+
+    def epoch_batches(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order_seed = preprocessing.fold_in(epoch_seed, 0)
+        order = _cycled(len(data.train_labels), steps * batch_size, order_seed)
+        rest = _cycled(len(extra), steps * batch_size, preprocessing.fold_in(order_seed, 1))
+        step_seeds = tf.map_fn(lambda step: preprocessing.fold_in(epoch_seed, step + 1),
+                               tf.range(steps, dtype=tf.int64))
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.reshape(order, [steps, batch_size]), tf.reshape(rest, [steps, batch_size]),
+             step_seeds))
+
+    def prepare(indices, rest, step_seed):
+        batch = preprocessing.normalize(tf.gather(images, indices), data.mean, data.std)
+        batch_labels = tf.gather(labels, indices)
+        if unlabeled is None:
+            return preprocessing.augment(batch, step_seed), batch_labels
+        both = preprocessing.augment(tf.concat([
+            batch, preprocessing.normalize(tf.gather(extra, rest), data.mean, data.std)], 0),
+            step_seed)
+        per_replica = tf.reshape(both, [2, replicas, batch_size // replicas, *data.image_shape])
+        return (tf.reshape(tf.transpose(per_replica, [1, 0, 2, 3, 4, 5]),
+                           [2 * batch_size, *data.image_shape]), batch_labels)
 
     return (tf.data.Dataset.counter(first_epoch)
             .flat_map(epoch_batches)

@@ -179,6 +179,7 @@ class Distiller(keras.Model):
         self.loss_tracker.update_state(loss)
         if distillation_loss is not None:
             self.distillation_tracker.update_state(distillation_loss)
+        logits = labelled(labels, logits)
         self.accuracy_tracker.update_state(labels, logits)
         if self.miou_tracker is not None:
             self.miou_tracker.update_state(labels, logits)
@@ -191,10 +192,20 @@ def unpack(data):
     return images, labels
 
 
+def labelled(labels, outputs):
+    """The rows of `outputs` that `labels` label: all of them, or under a
+    labelled-data budget (`dataloader.budget`) the first ones, the images
+    after them having no labels."""
+    if outputs.shape[0] is not None and outputs.shape[0] == labels.shape[0]:
+        return outputs
+    return outputs[:tf.shape(labels)[0]]
+
+
 def class_loss(labels, logits):
-    """TF1 `softmax_cross_entropy` with one-hot labels, averaged."""
+    """TF1 `softmax_cross_entropy` with one-hot labels, averaged over the
+    labelled images."""
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(labels, tf.int32), logits=logits))
+        labels=tf.cast(labels, tf.int32), logits=labelled(labels, logits)))
 
 
 def clipped_sum(class_grad, decay_grad, distillation_grad, clip_factor):
