@@ -1,4 +1,4 @@
-"""The TF1 learning-rate schedule and the callback that drives a run's epoch.
+"""The TF1 learning-rate schedule and the callback that sets it.
 
 TF1 (`train_w_distill.learning_rate_scheduler`): the learning rate is
 multiplied by `decay_rate` once the epoch reaches `init_epoch +
@@ -18,16 +18,14 @@ def learning_rate(epoch, base_rate=0.1, init_epoch=0, train_epoch=100,
 
 
 class EpochSchedule(keras.callbacks.Callback):
-    """Before each epoch, tells the model which epoch starts (a `Distiller`
-    switches phase there) and sets the learning rate to `schedule(epoch)`."""
+    """Before each epoch, sets the learning rate to `schedule(epoch)` (and
+    logs it)."""
 
     def __init__(self, schedule):
         super().__init__()
         self.schedule = schedule
 
     def on_epoch_begin(self, epoch, logs=None):
-        if hasattr(self.model, "on_epoch_begin"):
-            self.model.on_epoch_begin(epoch)
         self.model.optimizer.learning_rate = self.schedule(epoch)
 
     def on_epoch_end(self, epoch, logs=None):

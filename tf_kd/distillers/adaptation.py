@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from nets import feature_names
+from tf_kd import networks
 from tf_kd.distillers.base import Distiller, class_loss, unpack
 from tf_kd.losses import adaptation
 
@@ -21,6 +22,7 @@ class KnowledgeAdaptation(Distiller):
     segmentation).
     """
 
+    reads = (networks.STAGES,)
     default_init_epoch = 1
 
     def __init__(self, student, teacher, beta=adaptation.BETA,

@@ -8,8 +8,8 @@ as usual. `call()` and `test_step()` use the student alone.
 
 Methods with an initialisation phase (TF1 `init_epoch`) switch their
 `train_step` between phases at `init_epoch`; the switch happens in Python at
-the start of an epoch (see `on_epoch_begin`) and retraces the train function,
-so each phase compiles to its own graph.
+the start of an epoch (`on_epoch_begin`, which `fit` calls) and retraces the
+train function, so each phase compiles to its own graph.
 
 For a dense-prediction student (`logits` of shape [B, H, W, classes]) the
 accuracy is the pixel accuracy and the mean intersection over union of the
@@ -19,12 +19,15 @@ classes (`miou`) is tracked too.
 import keras
 import tensorflow as tf
 
+from tf_kd import networks
+
 
 class Distiller(keras.Model):
     """Base class of every method.
 
     Args:
-        student: a network returning a dict with at least `logits`.
+        student: a network returning a dict with at least `logits` and what
+            the method `reads` (`tf_kd.networks`).
         teacher: the same for the teacher, or None (plain training).
         init_epoch: length of the method's initialisation phase in epochs
             (TF1: 40 for FitNet, FSP, FT, AB and MHGD, else 0).
@@ -34,8 +37,14 @@ class Distiller(keras.Model):
     needs_teacher = True        # False: plain training
     pretrained_teacher = True   # False: the teacher trains too (DML)
     data_free = False           # True: trains on a transfer set, not the training split (DFKD)
+    # What the method reads besides `logits` (`tf_kd.networks.STAGES`, `POOL`),
+    # and which stage shapes must be equal in student and teacher.
+    reads = ()
+    same_widths = False
+    same_sizes = False
 
     def __init__(self, student, teacher=None, init_epoch=None, **kwargs):
+        networks.check(type(self), student, teacher)
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -72,8 +81,18 @@ class Distiller(keras.Model):
         self.optimizer.build(self.trainable_variables)
         self.built = True   # every part was built on construction
 
+    def fit(self, x=None, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, the method's phase chosen before every epoch
+        (`on_epoch_begin`) whatever the callbacks: a plain `fit` leaves an
+        initialisation phase at `init_epoch` as `train.py` does. A
+        `tf.data.Dataset` is read as it comes (it shuffles itself)."""
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, *args, callbacks=[*(callbacks or []), _Phases()], **kwargs)
+
     def on_epoch_begin(self, epoch):
-        """Called by `tf_kd.schedules.EpochSchedule` before every epoch."""
+        """Enter `epoch` (0-based): the phase it belongs to, and its number
+        for the methods whose losses depend on it."""
         self.epoch.assign(epoch)
         initializing = epoch < self.init_epoch
         if initializing != self.initializing:
@@ -184,6 +203,13 @@ class Distiller(keras.Model):
         if self.miou_tracker is not None:
             self.miou_tracker.update_state(labels, logits)
         return per_worker({m.name: m.result() for m in self.metrics})
+
+
+class _Phases(keras.callbacks.Callback):
+    """Tells the distiller which epoch starts (`Distiller.fit` adds it)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.on_epoch_begin(epoch)
 
 
 def unpack(data):

@@ -2,6 +2,7 @@
 
 
 from nets import feature_names
+from tf_kd import networks
 from tf_kd.distillers.base import Distiller, InitializationDistiller
 from tf_kd.losses import multiple, response, selectivity
 
@@ -24,6 +25,9 @@ class FitNet(InitializationDistiller):
     widths differ), then CE training.
     """
 
+    reads = (networks.STAGES,)
+    same_sizes = True
+
     def __init__(self, student, teacher, **kwargs):
         super().__init__(student, teacher, **kwargs)
         self.names = feature_names(student)
@@ -39,6 +43,9 @@ class AttentionTransfer(Distiller):
 
     TF1: `CE + decay + AT` with beta 1e3 on the three stage features.
     """
+
+    reads = (networks.STAGES,)
+    same_sizes = True
 
     def __init__(self, student, teacher, beta=1e3, **kwargs):
         super().__init__(student, teacher, **kwargs)
@@ -58,6 +65,9 @@ class ABDistillation(InitializationDistiller):
     Initialisation by the alternative-L2 activation-boundary loss (margin 1,
     weight 3e-3) through a 1x1 conv + BN connector per stage, then CE training.
     """
+
+    reads = (networks.STAGES,)
+    same_sizes = True
 
     def __init__(self, student, teacher, margin=1.0, weight=3e-3, **kwargs):
         super().__init__(student, teacher, **kwargs)
@@ -82,6 +92,9 @@ class VID(Distiller):
     multi-connection methods the three stage features are used.
     """
 
+    reads = (networks.STAGES,)
+    same_sizes = True
+
     def __init__(self, student, teacher, **kwargs):
         super().__init__(student, teacher, **kwargs)
         self.names = feature_names(student)
@@ -103,6 +116,9 @@ class NST(Distiller):
     `with_kd=True` the Soft_logits term is added (the paper's best
     combination, KD+NST): `0.7 CE + 0.3 KL(T=4) + lambda / 2 * MMD^2`.
     """
+
+    reads = (networks.STAGES,)
+    same_sizes = True
 
     def __init__(self, student, teacher, kernel="poly", with_kd=False, **kwargs):
         super().__init__(student, teacher, **kwargs)

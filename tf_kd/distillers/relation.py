@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from nets import feature_names
+from tf_kd import networks
 from tf_kd.distillers.base import Distiller, class_loss, sigmoid, unpack
 from tf_kd.distillers.multiple import stage_features
 from tf_kd.losses import relation
@@ -14,6 +15,8 @@ class RKD(Distiller):
 
     TF1: `CE + decay + 25 * distance + 50 * angle` on the pooled vectors.
     """
+
+    reads = (networks.POOL,)
 
     def __init__(self, student, teacher, weights=(25.0, 50.0), **kwargs):
         super().__init__(student, teacher, **kwargs)
@@ -37,6 +40,8 @@ class MHGD(Distiller):
     `||g_CE|| * sigmoid(epoch - init_epoch)` per variable.
     """
 
+    reads = (networks.STAGES,)
+    same_widths = True
     default_init_epoch = 40
 
     def __init__(self, student, teacher, num_head=8, **kwargs):

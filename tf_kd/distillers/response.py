@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from nets import feature_names
+from tf_kd import networks
 from tf_kd.distillers.base import Distiller, class_loss, unpack
 from tf_kd.losses import response
 
@@ -95,16 +97,18 @@ class FactorTransfer(Distiller):
     paraphraser is fixed and the student and its translator train with
     `CE + decay + 500 * |F_T - F_S|`. TF1 builds its `feats_noact` list from
     the `feat` collection, so the factors come from the post-ReLU `feat2` of
-    both networks, not the pre-activation one; that is kept.
+    both networks, not the pre-activation one; that is kept (`feature`:
+    by default the last stage feature, `feat2` on the TF1 networks).
     """
 
+    reads = (networks.STAGES,)
+    same_sizes = True
     default_init_epoch = 40
 
-    def __init__(self, student, teacher, rate=0.5, beta=500.0,
-                 feature="feat2", **kwargs):
+    def __init__(self, student, teacher, rate=0.5, beta=500.0, feature=None, **kwargs):
         super().__init__(student, teacher, **kwargs)
         self.beta = beta
-        self.feature = feature
+        self.feature = feature = feature or feature_names(teacher)[-1]
         channels = teacher.output[feature].shape[-1]
         self.paraphraser = response.Paraphraser(rate=rate, name="paraphraser")
         self.translator = response.Translator(channels, rate=rate, name="translator")

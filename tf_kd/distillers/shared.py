@@ -4,6 +4,7 @@
 import tensorflow as tf
 
 from nets import feature_names
+from tf_kd import networks
 from tf_kd.distillers.base import (Distiller, InitializationDistiller,
                                    class_loss, sigmoid, unpack)
 from tf_kd.distillers.multiple import stage_features
@@ -18,6 +19,9 @@ class FSP(InitializationDistiller):
     flow-of-solution-procedure (Gram) matrices of consecutive stages (weight
     1e-3), then CE training.
     """
+
+    reads = (networks.STAGES,)
+    same_widths = True
 
     def __init__(self, student, teacher, weight=1e-3, **kwargs):
         super().__init__(student, teacher, **kwargs)
@@ -37,6 +41,9 @@ class KDSVD(Distiller):
     TF1: per variable, the distillation gradient is clipped by norm to
     `||g_CE|| * sigmoid(epoch)` and added to the CE and decay gradients.
     """
+
+    reads = (networks.STAGES,)
+    same_widths = True
 
     def __init__(self, student, teacher, dist_type="SVD", **kwargs):
         super().__init__(student, teacher, **kwargs)
