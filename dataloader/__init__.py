@@ -8,6 +8,7 @@ per-channel mean and std of their full training set. `load_test(name)`
 gives the test split alone, with stored constants, for data-free runs.
 """
 
+import os
 from typing import Callable, NamedTuple, Optional
 
 from dataloader import cifar, fashion_mnist, fashion_mnist_seg, preprocessing, synthetic
@@ -36,12 +37,13 @@ DATASETS = tuple(_SOURCES)
 
 
 def load(name, data_dir=None, train_subset=None, test_subset=None, seed=0):
-    """The dataset `name` (one of `DATASETS`). `data_dir` is searched before
-    the standard places; `train_subset` / `test_subset` keep only the first N
-    examples, while `mean` / `std` stay those of the full training set;
-    `seed` only changes the synthetic set."""
+    """The dataset `name` (one of `DATASETS`). `data_dir`, a directory, is
+    searched before the standard places; `train_subset` / `test_subset` keep
+    only the first N examples, while `mean` / `std` stay those of the full
+    training set; `seed` only changes the synthetic set."""
     if name not in _SOURCES:
         raise UserError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
+    _check_data_dir(data_dir, name)
     source = _SOURCES[name]
     (train_images, train_labels), (test_images, test_labels) = source.read(data_dir, seed)
     mean, std = source.stats or preprocessing.channel_stats(train_images)
@@ -49,6 +51,31 @@ def load(name, data_dir=None, train_subset=None, test_subset=None, seed=0):
                    _first(train_images, train_subset), _first(train_labels, train_subset),
                    _first(test_images, test_subset), _first(test_labels, test_subset),
                    source.num_classes, mean, std)
+
+
+# How a dataset's images were prepared before normalisation, where they were.
+_PREPARED = {
+    "fashion_mnist": "the 28x28 images zero-padded by 2 pixels on each side to 32x32",
+    "fashion_mnist_seg": "the 28x28 images zero-padded by 2 pixels on each side to 32x32",
+}
+
+
+def input_description(data):
+    """What a network trained on `data` reads, for a deployment to feed it:
+    layout, shape, the uint8 pixels' preparation and normalisation."""
+    return {"layout": "NHWC", "image_shape": list(data.image_shape),
+            "pixels": "uint8 in [0, 255]",
+            "prepared": _PREPARED.get(data.name, "none"),
+            "normalised": "(pixels - mean) / std, per channel",
+            "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]}
+
+
+def _check_data_dir(data_dir, name):
+    """A `data_dir` that is not a directory is refused, never passed over."""
+    if data_dir and not os.path.isdir(data_dir):
+        raise UserError(f"--data_dir={data_dir} is not a directory: name the directory "
+                        f"that holds the {name} files, or drop the flag to use the "
+                        "standard places.")
 
 
 def _first(array, count):
@@ -77,6 +104,7 @@ def load_test(name, data_dir=None, test_subset=None, seed=0):
     if name not in _TEST_SOURCES:
         raise UserError(f"{name!r} cannot be loaded without its training split; "
                          f"data-free runs support {', '.join(_TEST_SOURCES)}.")
+    _check_data_dir(data_dir, name)
     read, (mean, std) = _TEST_SOURCES[name]
     test_images, test_labels = read(data_dir, seed)
     return Dataset(name, test_images[:0], test_labels[:0],
@@ -84,5 +112,5 @@ def load_test(name, data_dir=None, test_subset=None, seed=0):
                    _SOURCES[name].num_classes, mean, std)
 
 
-__all__ = ["DATASETS", "Dataset", "load", "load_test", "steps_per_epoch", "train_pipeline",
+__all__ = ["DATASETS", "Dataset", "input_description", "load", "load_test", "steps_per_epoch", "train_pipeline",
            "test_pipeline"]

@@ -3,30 +3,71 @@
     python scripts/autotrain.py --methods=None,MHGD --trials=5 --root=runs/cifar100 \
         -- --dataset=cifar100 --teacher=pre_trained/ResNet.mat
 
-Trial `i` of method `M` trains in `root/M/trial{i}` with `--seed=i`. A trial
-whose run record says finished is skipped; an interrupted or failed one is
-resumed from its last good epoch, so the command can simply be run again.
+Trial `i` of method `M` trains in `root/M/trial{i}` with `--seed=i`, always
+through `train.py --resume`: a new trial starts, an interrupted or failed one
+continues from its last good epoch, a finished one is left as it is (a
+`state/` a kill left there is removed), so the command can simply be run
+again. A trial recorded with other flags is refused, naming them (a new
+setting needs another `--root`), as is a trial another process trains.
 A trial that fails does not stop the others; the command ends by listing
 the failed trials and exits with status 1 if there are any. Arguments after
-`--` go to every `train.py` call (`--teacher` and `--teacher_precision` only
-to the methods that distil from a trained teacher). When `Teacher` is among
+`--` go to every `train.py` call that takes them: `--teacher` and
+`--teacher_precision` only to the methods that distil from a trained
+teacher, a method's own flags (`--nst_*`, `--dfkd_*`, ...) only to it. When `Teacher` is among
 the methods and no `--teacher` is given, the other methods distil from
 `root/Teacher/trial0`, so one command trains the teacher and then every
 student (none starts if the teacher does not finish).
+
+SIGTERM, SIGINT (Ctrl-C) and, unless ignored, SIGHUP are passed on to the
+running `train.py` (in its own session, it gets them from autotrain alone,
+once), which records the interruption; autotrain waits for it to end and
+exits with status 130. Running the command again resumes the trial.
 """
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from tf_kd import config, run_record  # noqa: E402
+from tf_kd import config  # noqa: E402
+
+EXIT_INTERRUPTED = 130
+received = []     # the signals to pass on, in order
 
 
 def trial_dirs(root, method, trials):
     return [os.path.join(root, method, f"trial{i}") for i in range(trials)]
+
+
+def pass_signals_on():
+    """Receive SIGTERM, SIGINT and SIGHUP (unless ignored) into `received`."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, lambda signum, frame: received.append(signum))
+
+
+def run(command):
+    """The exit status of `command`, the signals received meanwhile passed on."""
+    child = subprocess.Popen(command, start_new_session=True)
+    passed = 0
+    while True:
+        while passed < len(received):
+            child.send_signal(received[passed])
+            passed += 1
+        try:
+            return child.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def stop_if_interrupted():
+    if received:
+        print(f"autotrain: interrupted ({signal.Signals(received[0]).name}); run the "
+              "command again to resume.", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def main(argv):
@@ -42,30 +83,28 @@ def main(argv):
     if "Teacher" in methods and not any(a.startswith("--teacher=") for a in extra):
         methods.sort(key=lambda m: m != "Teacher")      # the teacher first
         teacher = [f"--teacher={os.path.join(args.root, 'Teacher', 'trial0')}"]
+    pass_signals_on()
     failed = []
     for method in methods:
         for seed, train_dir in enumerate(trial_dirs(args.root, method, args.trials)):
-            record = run_record.read(train_dir) if os.path.isdir(train_dir) else None
-            if record is not None and record["state"] == run_record.FINISHED:
-                print(f"{train_dir}: finished, skipped")
-                continue
+            stop_if_interrupted()
             distils = method != "Teacher" and config.takes_teacher(method)
             flags = (["--main_scope=Teacher"] if method == "Teacher"
                      else [f"--Distillation={method}", *(teacher if distils else [])])
-            flags += [a for a in extra if distils or a.split("=")[0] not in config.TEACHER_FLAGS]
-            if record is not None:
-                print(f"{train_dir}: {run_record.describe(record)}; resuming")
-                flags.append("--resume")
+            flags += [a for a in extra if config.takes_flag(method, a.split("=")[0])]
             command = [sys.executable, os.path.join(ROOT, "train.py"), *flags,
-                       f"--train_dir={train_dir}", f"--seed={seed}"]
+                       f"--train_dir={train_dir}", f"--seed={seed}", "--resume"]
             print(" ".join(command), flush=True)
-            if subprocess.run(command).returncode != 0:
+            status = run(command)
+            stop_if_interrupted()
+            if status != 0:
                 failed.append(train_dir)
                 if method == "Teacher" and seed == 0 and teacher:
                     sys.exit(f"The teacher {train_dir} did not finish; no student can "
                              "distil from it.")
     if failed:
-        sys.exit("Failed trials (run the command again to resume them):\n  "
+        sys.exit("Failed trials (their errors are above; run the command again to resume "
+                 "them):\n  "
                  + "\n  ".join(failed))
 
 

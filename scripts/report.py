@@ -7,11 +7,11 @@ Reads the finished trials `root/<method>/trial*` (their run records and
 (per method: trials, mean and standard deviation of the last and the best
 validation accuracy, and with `--tf1` — runs in the TF1 setting, CIFAR-100,
 ResNet32 -> ResNet8, 100 + init epochs — the TF1 numbers and the
-differences; with `--baseline=M`, each method's gain in mean last and best
+differences, under a warning where a trial was trained in another setting; with `--baseline=M`, each method's gain in mean last and best
 accuracy over method `M`, e.g. the undistilled student), `curves.png` (the averaged validation curves of all methods)
 and the averaged curves as TensorBoard scalars in `out/tensorboard/<method>`.
-Trials that failed or are unfinished are listed under the table, never
-averaged.
+Trials that failed, are unfinished or damaged are listed under the table,
+never averaged.
 """
 
 import argparse
@@ -29,12 +29,38 @@ from tf_kd.errors import UserError  # noqa: E402
 from tf_kd.tf1_results import TF1_RESULTS  # noqa: E402
 
 
+# The setting of the TF1 table (`train_w_distill.py`'s defaults, the whole
+# CIFAR-100 training split): `--tf1` compares only trials trained in it.
+TF1_SETTING = {"dataset": "cifar100", "model_name": "ResNet", "width": 1.0, "train_subset": 0,
+               "train_epoch": 100, "batch_size": 128, "learning_rate": 0.1,
+               "weight_decay": 5e-4, "labels_per_class": 0}
+
+
+def off_tf1_setting(root):
+    """`[(trial, "--flag=value, ...")]`: the finished trials under `root`
+    trained in another setting than the TF1 table's."""
+    off = []
+    for trial in sorted(glob.glob(os.path.join(glob.escape(root), "*", "trial*"))):
+        try:
+            record = run_record.read(trial)
+        except UserError:
+            continue        # listed as damaged by read_curves
+        if record is None or record["state"] != run_record.FINISHED:
+            continue
+        config = {**training.Config().settings(), **record["config"]}
+        differ = [f"--{k}={config.get(k)}" for k, v in TF1_SETTING.items()
+                  if config.get(k) != v]
+        if differ:
+            off.append((trial, ", ".join(differ)))
+    return off
+
+
 def read_curves(root):
     """`({method: [validation curve per finished trial]}, [(trial, state)
     of every other trial])`: a trial counts only if its run record says it
-    finished."""
+    finished and its `log.mat` holds its curve."""
     curves, left_out = {}, []
-    for trial in sorted(glob.glob(os.path.join(root, "*", "trial*"))):
+    for trial in sorted(glob.glob(os.path.join(glob.escape(root), "*", "trial*"))):
         method = os.path.basename(os.path.dirname(trial))
         try:
             record = run_record.read(trial)
@@ -43,11 +69,22 @@ def read_curves(root):
             elif record["state"] != run_record.FINISHED:
                 left_out.append((trial, run_record.describe(record)))
             else:
-                log = training.read_log(os.path.join(trial, "log.mat"))
-                curves.setdefault(method, []).append(log["validation_acc"])
+                curve = validation_curve(trial, record)
+                curves.setdefault(method, []).append(curve)
         except UserError as error:
             left_out.append((trial, str(error)))
     return curves, left_out
+
+
+def validation_curve(trial, record):
+    """The finished trial's `validation_acc`, one value per epoch of its
+    record; a `log.mat` without them is damaged (`UserError`)."""
+    path = os.path.join(trial, "log.mat")
+    curve = training.read_log(path).get("validation_acc", np.zeros(0))
+    if len(curve) != record["epochs"]:
+        raise UserError(f"{path} is damaged: it holds {len(curve)} validation accuracies "
+                        f"for the run's {record['epochs']} epochs.")
+    return curve
 
 
 def summarise(curves, with_tf1, baseline=None):
@@ -73,7 +110,7 @@ def summarise(curves, with_tf1, baseline=None):
     return rows
 
 
-def write_tables(rows, out, with_tf1, left_out=()):
+def write_tables(rows, out, with_tf1, left_out=(), warning=None):
     columns = ["method", "trials", "last_mean", "last_std", "best_mean", "best_std"]
     if "last_gain" in rows[0]:
         columns += ["last_gain", "best_gain"]
@@ -89,7 +126,8 @@ def write_tables(rows, out, with_tf1, left_out=()):
         value = row.get(key, "")
         return f"{value:.2f}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines = [warning, ""] if warning else []
+    lines += ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
     if left_out:
         lines += ["", "Not counted (failed or unfinished):", ""]
@@ -132,6 +170,13 @@ def main(argv):
     parser.add_argument("--baseline", default="",
                         help="show each method's gain over this method (e.g. None)")
     args = parser.parse_args(argv)
+    off = off_tf1_setting(args.root) if args.tf1 else []
+    warning = off and (
+        f"Warning: {len(off)} trial(s) were not trained in the TF1 table's setting (CIFAR-100, "
+        f"full width, 100 epochs at 0.1, batch 128), e.g. {off[0][0]} with {off[0][1]}: the "
+        "TF1 columns are not their reference.")
+    if warning:
+        print(warning, file=sys.stderr)
     curves, left_out = read_curves(args.root)
     for trial, state in left_out:
         print(f"not counted: {trial}: {state}", file=sys.stderr)
@@ -139,7 +184,7 @@ def main(argv):
         raise SystemExit(f"No finished trial under {args.root}.")
     os.makedirs(args.out, exist_ok=True)
     rows = summarise(curves, args.tf1, args.baseline)
-    write_tables(rows, args.out, args.tf1, left_out)
+    write_tables(rows, args.out, args.tf1, left_out, warning)
     write_curves(curves, args.out)
     print(open(os.path.join(args.out, "report.md")).read())
 

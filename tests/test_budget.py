@@ -102,9 +102,10 @@ def test_class_loss_reads_the_labelled_rows_only():
     assert float(class_loss(labels, tf.constant(logits))) == pytest.approx(expected, rel=1e-6)
 
 
-def test_distillation_term_covers_the_unlabelled_images():
+@pytest.mark.parametrize("t_squared", [False, True])
+def test_distillation_term_covers_the_unlabelled_images(t_squared):
     """Soft_logits on a budget batch: `0.7 CE` on the labelled rows, `0.3
-    KL(T=4)` on all of them."""
+    KL(T=4)` (times T^2 = 16 with `t_squared`) on all of them."""
     tf.keras.utils.set_random_seed(0)
     student = ResNet((32, 32, 3), 10, "Student", width=0.125)
     teacher = ResNet((32, 32, 3), 10, "Teacher", width=0.125)
@@ -118,8 +119,9 @@ def test_distillation_term_covers_the_unlabelled_images():
     ce = -log_softmax(s[:6])[np.arange(6), labels].mean()
     kl = (softmax(t / 4) * (log_softmax(t / 4) - log_softmax(s / 4))).sum(1).mean()
     decay = float(tf.add_n(copy.losses))
-    distiller = SoftLogits(student, teacher)
+    distiller = SoftLogits(student, teacher, t_squared=t_squared)
     distiller.compile(optimizer=optimizers.Momentum(0.1))
     got = distiller.train_on_batch(images, labels, return_dict=True)
-    assert got["loss"] == pytest.approx(0.7 * ce + 0.3 * kl + decay, rel=1e-5)
+    scale = 16 if t_squared else 1
+    assert got["loss"] == pytest.approx(0.7 * ce + 0.3 * scale * kl + decay, rel=1e-5)
     assert got["distillation_loss"] == pytest.approx(kl, rel=1e-5)

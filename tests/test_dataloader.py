@@ -307,11 +307,23 @@ def test_cifar10_from_the_keras_2_cache(tmp_path):
 
 
 def test_cifar_missing_says_where_to_put_the_files(tmp_path):
+    os.makedirs(tmp_path / "data")
     with pytest.raises(FileNotFoundError) as error:
         dataloader.load("cifar100", data_dir=str(tmp_path / "data"))
     message = str(error.value)
     assert "cifar-100-python.tar.gz" in message and str(tmp_path / "data") in message
     assert os.path.join(str(tmp_path / "keras_home"), "datasets") in message
+
+
+def test_a_data_dir_that_is_not_a_directory_is_refused_not_passed_over(tmp_path):
+    write_cifar(tmp_path / "keras_home" / "datasets" / "cifar-100-python-target", "cifar100",
+                np.random.default_rng(7))    # a copy in the standard place
+    (tmp_path / "file").write_text("")
+    for data_dir in (tmp_path / "missing", tmp_path / "file"):
+        for load in (dataloader.load, dataloader.load_test):
+            for name in ("cifar100", "synthetic"):
+                with pytest.raises(UserError, match=f"--data_dir={data_dir} is not a directory"):
+                    load(name, data_dir=str(data_dir))
 
 
 def test_cifar_pickles_cannot_run_code(tmp_path):
@@ -379,6 +391,7 @@ def test_truncated_archives_name_the_file(tmp_path):
 
 def test_fashion_mnist_missing_names_paths_and_package(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path / "debian"))
+    os.makedirs(tmp_path / "data")
     with pytest.raises(FileNotFoundError) as error:
         dataloader.load("fashion_mnist", data_dir=str(tmp_path / "data"))
     message = str(error.value)

@@ -161,6 +161,78 @@ def test_a_full_disk_keeps_the_last_state_and_resume_finishes(reference, tmp_pat
         subprocess.run(["umount", "--lazy", str(disk)], check=True)   # TensorBoard may hold a file
 
 
+def test_any_directory_name_finishes_resumes_and_its_exports_load(reference, tmp_path):
+    """TensorFlow takes some file names for glob patterns: `[1]`, `*`, `?`."""
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tf_kd import exports
+
+    train_dir = tmp_path / "a[1] b*?é"
+    killed_run(train_dir, "epoch2.weights.h5")
+    training.train(tiny(train_dir, resume=True))
+    assert_same_outcome(train_dir, reference)
+    assert os.listdir(train_dir / "train") and os.listdir(train_dir / "validation")  # TensorBoard
+    images = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)
+    logits = keras.models.load_model(train_dir / "model.keras")(images)["logits"]
+    with exports.glob_free(train_dir / "saved_model") as path:
+        saved_model = tf.saved_model.load(path)
+    np.testing.assert_allclose(saved_model.serve(images)["logits"], logits, atol=1e-5)
+    lite = Interpreter(str(train_dir / "model.tflite")).get_signature_runner()   # as the README
+    np.testing.assert_allclose(lite(image=images)["logits"], logits, atol=1e-4)
+    # the very file a directory of a plain name gets
+    shutil.copytree(train_dir / "saved_model", tmp_path / "plain")
+    plain = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "plain")).convert()
+    assert (train_dir / "model.tflite").read_bytes() == plain
+
+
+# -- A damaged state -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A run killed before epoch 3's state committed: epoch 2's state is complete."""
+    train_dir = tmp_path_factory.mktemp("stopped") / "run"
+    killed_run(train_dir, "epoch3.json")
+    return train_dir
+
+
+def test_a_state_without_its_weights_is_refused_not_restarted(stopped, tmp_path):
+    train_dir = tmp_path / "run"
+    shutil.copytree(stopped, train_dir)
+    (train_dir / "state" / "epoch2.weights.h5").unlink()
+    with pytest.raises(UserError, match=r"state/epoch2\.weights\.h5 is missing .*--overwrite"):
+        training.train(tiny(train_dir, resume=True))
+    assert (train_dir / "state" / "epoch2.json").exists()
+
+
+def test_a_newer_state_without_its_weights_resumes_from_the_older_and_says_so(
+        stopped, reference, tmp_path, capsys):
+    train_dir = tmp_path / "run"
+    shutil.copytree(stopped, train_dir)
+    state = train_dir / "state"
+    (state / "epoch3.weights.h5").unlink()
+    history = json.loads((state / "epoch2.json").read_text())["history"]
+    (state / "epoch3.json").write_text(json.dumps(
+        {"epochs": 3, "history": {k: v + [0.5] for k, v in history.items()}}))
+    training.train(tiny(train_dir, resume=True))
+    assert ("state/epoch3.weights.h5 is missing: resuming from the state of epoch 2."
+            in capsys.readouterr().out)
+    assert_same_outcome(train_dir, reference)
+
+
+@pytest.mark.parametrize("content", [
+    "[]", '{"history": 3}', '{"history": {"loss": ["a", "b"]}}',
+    '{"history": {"loss": [true, false]}}', '{"history": {"loss": [1.0]}}',  # not 2 epochs
+])
+def test_a_state_record_of_the_wrong_form_is_named(content, stopped, tmp_path):
+    train_dir = tmp_path / "run"
+    shutil.copytree(stopped, train_dir)
+    (train_dir / "state" / "epoch2.json").write_text(content)
+    with pytest.raises(UserError, match=r"state/epoch2\.json is damaged .*--overwrite"):
+        training.train(tiny(train_dir, resume=True))
+
+
 # -- Divergence --------------------------------------------------------------
 
 def test_divergence_stops_the_run_and_marks_it_failed(tmp_path):
@@ -225,7 +297,7 @@ def test_resume_with_other_flags_names_them(finished, tmp_path):
     with pytest.raises(UserError, match=r"--learning_rate=0.1 \(given 0.05\)"):
         training.train(tiny(train_dir, resume=True, learning_rate=0.05))
     # a finished run is left alone by --resume
-    assert training.train(tiny(finished, resume=True)).record["state"] == run_record.FINISHED
+    assert training.train(tiny(finished, resume=True, train_epoch=1)).record["state"] == run_record.FINISHED
 
 
 def test_a_setting_newer_than_the_record_resumes_at_its_default(tmp_path):
@@ -257,6 +329,7 @@ def test_a_setting_newer_than_the_record_resumes_at_its_default(tmp_path):
     (dict(teacher_precision="bfloat16"), "--teacher_precision=bfloat16: valid: float32"),
     (dict(teacher_precision="mixed_bfloat16"), "has no frozen teacher: drop"),
     (dict(Distillation="DML", teacher_precision="mixed_bfloat16"), "trains its own: use --precision"),
+    (dict(data_dir="/nonexistent"), "--data_dir=/nonexistent is not a directory"),
 ])
 def test_bad_flags_are_named_before_anything_is_written(overrides, flag, tmp_path):
     with pytest.raises(UserError, match=flag.replace(".", r"\.")):
@@ -329,6 +402,16 @@ def test_command_line_errors_have_no_traceback(finished, tmp_path):
     ok = run("test.py", f"--model={finished / 'train_params.mat'}", "--test_subset=100")
     expected = json.loads((finished / "run.json").read_text())["metrics"]["last_accuracy"]
     assert f"Top-1 accuracy: {expected:.2f}%" in ok.stdout, ok.stderr
+
+
+def test_test_py_refuses_a_data_dir_that_is_not_a_directory(tmp_path):
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "test.py"), f"--model={model}",
+                             "--dataset=synthetic", f"--data_dir={tmp_path / 'none'}"],
+                            capture_output=True, text=True, env=ENV, cwd=ROOT)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: --data_dir={tmp_path / 'none'} is not a directory")
 
 
 def test_a_classifier_is_not_scored_on_label_maps(finished):

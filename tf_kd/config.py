@@ -9,6 +9,7 @@ import math
 
 import dataloader
 import nets
+from dataloader import budget
 from tf_kd.distribution import STRATEGIES
 from tf_kd.distillers import DISTILLERS
 from tf_kd.errors import UserError
@@ -40,6 +41,9 @@ class Config:
     train_subset: int = 0
     test_subset: int = 0
     data_dir: str = ""
+    kd_alpha: float = 0.7         # Soft_logits: weight of CE (1 - alpha: of the KL)
+    kd_temperature: float = 4.0
+    kd_t_squared: bool = False    # Soft_logits: the KL times T^2 (Hinton et al.; not TF1)
     nst_kernel: str = "poly"
     nst_with_kd: bool = False
     transfer_set: str = ""        # DFKD: .npz to reuse or write; "": train_dir/transfer_set.npz
@@ -54,6 +58,9 @@ class Config:
     precision: str = "float32"    # or a Keras mixed-precision policy (PRECISIONS)
     teacher_precision: str = ""   # the frozen teacher's policy; "": --precision's
     jit_compile: bool = False
+    labels_per_class: int = 0     # 0: every training image labelled (TF1)
+    unlabeled: str = "rest"       # under a budget: "rest" (distilling methods) or "none"
+    export_features: bool = False
     resume: bool = False
     overwrite: bool = False
     verbose: int = 1
@@ -63,12 +70,36 @@ class Config:
         must have the same ones (where the data are, the devices, XLA, how the
         run is started and what it prints may change)."""
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("train_dir", "data_dir", "strategy", "jit_compile", "resume",
-                             "overwrite", "verbose")}
+                if k not in EXECUTION + ("train_dir", "data_dir", "resume", "overwrite",
+                                         "verbose")}
+
+    def execution(self):
+        """How the run executes (recorded; may change on `--resume`)."""
+        return {k: getattr(self, k) for k in EXECUTION}
+
+
+# Settings of how a run executes, not of what it computes.
+EXECUTION = ("strategy", "jit_compile")
 
 
 # The flags that only a run distilling from a trained teacher takes.
 TEACHER_FLAGS = ("--teacher", "--teacher_precision")
+
+
+def method_flags(method):
+    """The flags of one method only (`Distiller.flags`) that `--Distillation=
+    method` takes, and those of a run distilling from a trained teacher."""
+    own = [f"--{name}" for name in DISTILLERS[method].flags]
+    return own + (list(TEACHER_FLAGS) if takes_teacher(method) else [])
+
+
+def takes_flag(method, flag):
+    """Whether `train.py --Distillation=method` (`Teacher`: a teacher's
+    training) takes `flag` (e.g. `--nst_kernel`): a flag of some methods
+    only goes to those."""
+    specific = set(TEACHER_FLAGS) | {f"--{name}" for cls in DISTILLERS.values()
+                                     for name in cls.flags}
+    return flag not in specific or (method != "Teacher" and flag in method_flags(method))
 
 
 def default_train_dir(config):
@@ -105,7 +136,9 @@ def validate(config):
                  "must be 0 (all) or positive" if "subset" in flag else "must be >= 0")
     _require(c.init_epoch >= -1, "init_epoch", c.init_epoch,
              "must be -1 (the method's TF1 value) or >= 0")
-    for flag in ("learning_rate", "width", "dfkd_sigma", "dfkd_tau", "dfkd_learning_rate"):
+    _require(0 <= c.kd_alpha <= 1, "kd_alpha", c.kd_alpha, "must be in [0, 1]")
+    for flag in ("learning_rate", "width", "kd_temperature", "dfkd_sigma", "dfkd_tau",
+                 "dfkd_learning_rate"):
         value = getattr(c, flag)
         _require(math.isfinite(value) and value > 0, flag, value, "must be a positive number")
     for flag in ("weight_decay", "dfkd_activation_weight"):
@@ -121,6 +154,10 @@ def validate(config):
              c.teacher_precision, "valid: " + ", ".join(PRECISIONS))
     _require(not (c.resume and c.overwrite), "resume", c.resume,
              "--resume and --overwrite exclude each other: pick one")
+    _require(c.labels_per_class >= 0, "labels_per_class", c.labels_per_class,
+             "must be 0 (every image labelled) or positive")
+    _require(c.unlabeled in budget.UNLABELED, "unlabeled", c.unlabeled,
+             "valid: " + ", ".join(budget.UNLABELED))
     method = DISTILLERS[c.Distillation]
     if takes_teacher(c.Distillation):
         _require(bool(c.teacher), "teacher", "", f"--Distillation={c.Distillation} needs a "
@@ -137,3 +174,8 @@ def validate(config):
     if method.data_free:
         _require(c.transfer_size >= c.batch_size, "transfer_size", c.transfer_size,
                  f"makes no full batch of --batch_size={c.batch_size}")
+        _require(not c.labels_per_class, "labels_per_class", c.labels_per_class,
+                 f"--Distillation={c.Distillation} reads no training image: drop the flag")
+    _require(not (c.labels_per_class and c.strategy == "multi_worker"), "labels_per_class",
+             c.labels_per_class, "not with --strategy=multi_worker (each worker would "
+             "draw its own batches): use --strategy=default or mirrored")

@@ -14,14 +14,19 @@ clipping (`tf_kd.distillers.base`). Batch norm normalises each replica's
 share of the batch with its own statistics, as data-parallel training does
 (TF1's multi-GPU runs too): a run on N replicas equals a run on N replicas,
 not one on a single device.
+
+A worker that stops answering (killed, its machine lost) stops the others
+within TensorFlow's heartbeat timeout (about 10 s): `workers_watched` turns
+the error they meet into one `WorkerLost` line.
 """
 
+import contextlib
 import json
 import os
 
 import tensorflow as tf
 
-from tf_kd.errors import UserError
+from tf_kd.errors import UserError, WorkerLost
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -45,3 +50,18 @@ def make(name):
                             "set on every worker.") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"--strategy={name}: valid: {', '.join(STRATEGIES)}.")
+
+
+@contextlib.contextmanager
+def workers_watched(name):
+    """Inside the block, a `multi_worker` run's `UnavailableError` (a peer
+    stopped answering) is a `WorkerLost` saying how to go on."""
+    try:
+        yield
+    except tf.errors.UnavailableError as error:
+        if name != "multi_worker":
+            raise
+        raise WorkerLost(f"--strategy=multi_worker: a worker stopped answering (killed, or "
+                         f"its machine lost; {type(error).__name__}), so this one stopped: its "
+                         "run is marked failed, its last finished epoch kept. Start every "
+                         "worker again with the same flags and --resume.") from None

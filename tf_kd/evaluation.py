@@ -14,14 +14,15 @@ import tensorflow as tf
 
 import dataloader
 import nets
-from tf_kd import tf1_weights
+from tf_kd import exports, tf1_weights
 from tf_kd.errors import UserError
 
 
 def load_logits_fn(path, data, architecture):
     """A function from a batch of normalised images to logits, and the
     model's input shape. `architecture` (model_name, main_scope, width)
-    rebuilds a `.mat` file's network."""
+    rebuilds a `.mat` file's network. A model that does not return the
+    named outputs (`logits`) of this project's networks is refused."""
     if path.endswith(".mat"):
         network = nets.get_network(architecture["model_name"])(
             input_shape=data.image_shape, num_classes=data.num_classes,
@@ -33,19 +34,43 @@ def load_logits_fn(path, data, architecture):
                             "--model_name and --width, or evaluate its model.keras.") from None
     elif path.endswith(".keras"):
         network = tf1_weights.load_keras(path)
+        # a Sequential or subclassed model has no `output`
+        if len(getattr(network, "inputs", None) or ()) != 1 or not _named(
+                getattr(network, "output", None)):
+            raise _not_ours(path)
     elif os.path.isdir(path):
         try:
-            saved = tf.saved_model.load(path)    # keep it alive: it owns the variables
+            with exports.glob_free(path) as plain:   # `[`, `*`, `?` in a name work too
+                saved = tf.saved_model.load(plain)   # keep it alive: it owns the variables
         except Exception as error:   # TensorFlow raises many kinds on a damaged directory
             raise UserError(f"--model={path} is not a readable SavedModel "
                             f"({type(error).__name__}).") from None
-        signature = saved.serve.input_signature[0]
-        return (lambda images: saved.serve(images)["logits"]), tuple(signature.shape[1:])
+        signature = getattr(getattr(saved, "serve", None), "input_signature", None)
+        if not signature or len(signature) != 1:
+            raise _not_ours(path)
+
+        def logits(images):
+            outputs = saved.serve(images)
+            if not _named(outputs):
+                raise _not_ours(path)
+            return outputs["logits"]
+        return logits, tuple(signature[0].shape[1:])
     else:
         raise UserError(f"--model={path} is not a .keras file, a SavedModel "
                         "directory or a .mat file.")
     logits = tf.function(lambda images: network(images, training=False)["logits"])
     return logits, tuple(network.input.shape[1:])
+
+
+def _named(outputs):
+    """Whether `outputs` are this project's named outputs."""
+    return isinstance(outputs, dict) and "logits" in outputs
+
+
+def _not_ours(path):
+    return UserError(f"--model={path} is not a network saved by train.py (one batch of "
+                     "images in, a dict of named outputs with 'logits' out): name a run "
+                     "directory or one of its files.")
 
 
 def check_logits(logits, data, path):

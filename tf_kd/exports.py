@@ -2,12 +2,15 @@
 
 `train_params.mat` (TF1 keys), `model.keras`, a SavedModel (`saved_model/`)
 and its TensorFlow Lite conversion `model.tflite`: all load without this
-project.
+project; the last two, for deployment, serve `logits` alone by default. Any directory name works, `[`, `*` or `?` in it included, and a
+full disk is the `OSError` (ENOSPC) of `tf_kd.files`, the SavedModel's too.
 """
 
 import contextlib
 import os
+import tempfile
 
+import keras
 import tensorflow as tf
 from absl import logging as absl_logging
 
@@ -28,8 +31,43 @@ def _quiet():
         absl_logging.set_verbosity(verbosity)
 
 
-def save_network(network, train_dir):
-    """Write the four artefacts of `network` into `train_dir`; returns their names."""
+@contextlib.contextmanager
+def glob_free(path):
+    """`path` under a name without glob characters, for the TensorFlow calls
+    that take a file name for a pattern (loading a SavedModel's variables,
+    the TFLite converter): a symbolic link in a new temporary directory."""
+    with tempfile.TemporaryDirectory() as directory:
+        link = os.path.join(directory, "link")
+        os.symlink(os.path.abspath(path), link)
+        yield link
+
+
+@contextlib.contextmanager
+def _disk_full_as_os_error():
+    """TensorFlow's error for a full disk (or quota), raised as the `OSError`
+    every other writer raises (`files.replacing` names the file)."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        for code in files.FULL:
+            if os.strerror(code) in error.message:
+                raise OSError(code, os.strerror(code)) from None
+        raise
+
+
+def serving(network, features=False):
+    """The network a deployment runs: `logits` alone, or (`features`) every
+    named output."""
+    if features:
+        return network
+    return keras.Model(network.input, {"logits": network.output["logits"]}, name=network.name)
+
+
+def save_network(network, train_dir, features=False):
+    """Write the four artefacts of `network` into `train_dir`; returns their
+    names. `model.keras` and `train_params.mat` hold the whole network (a
+    `--teacher` reads its features); the SavedModel and `model.tflite` serve
+    `logits` alone unless `features`."""
     def target(name):
         return os.path.join(train_dir, name)
 
@@ -39,7 +77,9 @@ def save_network(network, train_dir):
         network.save(partial)
     with _quiet():
         with files.replacing(target("saved_model")) as partial:
-            network.export(partial, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(target("saved_model"))
-        files.write_bytes(target("model.tflite"), converter.convert())
+            with _disk_full_as_os_error():
+                serving(network, features).export(partial, verbose=False)
+        with glob_free(target("saved_model")) as saved_model:
+            tflite = tf.lite.TFLiteConverter.from_saved_model(saved_model).convert()
+        files.write_bytes(target("model.tflite"), tflite)
     return list(ARTEFACTS)

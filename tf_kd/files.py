@@ -4,15 +4,18 @@ A reader never sees a half-written file: the data go to a temporary name in
 the same directory, are flushed to disk, and `os.replace` puts them in
 place in one step. Killed at any moment, the target holds either its old
 content or its new one; the temporary (`.partial-*`) is left behind at worst
-and removed by the next writer of the same target.
+and removed by the next writer of the same target. A full disk is an
+`OSError` (ENOSPC) naming the target, however the writer failed.
 """
 
 import contextlib
+import errno
 import glob
 import os
 import shutil
 
 PARTIAL = ".partial-"
+FULL = (errno.ENOSPC, errno.EDQUOT)    # the errors of a full disk (or quota)
 
 
 def partial_path(path, tag=""):
@@ -81,8 +84,11 @@ def replacing(path):
         else:
             os.replace(partial, path)
         _sync_directory(os.path.dirname(os.path.abspath(path)))
-    except BaseException:
+    except BaseException as error:
         remove(partial)
+        if isinstance(error, OSError) and error.errno in FULL:
+            # named by the target (the temporary is gone), in one line
+            raise OSError(error.errno, os.strerror(error.errno), path) from None
         raise
 
 

@@ -28,6 +28,9 @@ from tf_kd.errors import UserError
 NAME = "run.json"
 RUNNING, FAILED, FINISHED = "running", "failed", "finished"
 FORMAT = 1
+# Room kept for the record of a failure (a temporary of `tf_kd.files` by its
+# name: `--overwrite` removes it, a new run does not count it as a file).
+RESERVE, RESERVE_BYTES = files.PARTIAL + "reserve", 64 * 1024
 
 
 def path(train_dir):
@@ -35,24 +38,75 @@ def path(train_dir):
 
 
 def read(train_dir):
-    """The record of `train_dir`, or None if it has none."""
+    """The record of `train_dir`, or None if it has none; a record that is
+    not one, or lacks what its readers use, is a `UserError` naming it."""
     name = path(train_dir)
     if not os.path.exists(name):
         return None
     try:
         with open(name, encoding="utf-8") as f:
             record = json.load(f)
-        if record.get("state") not in (RUNNING, FAILED, FINISHED) or "config" not in record:
-            raise ValueError("no valid state or config")
+        _check(record)
     except (OSError, ValueError) as error:
         raise UserError(f"{name} is not a readable run record ({error}); it was not "
                         "written by this project, or was damaged.") from None
     return record
 
 
+# What the readers use (name: JSON type): in any record, where present, and
+# what a finished record must hold.
+_NUMBER = (int, float)
+_TYPES = {dict: "an object", list: "an array", str: "a string", int: "an integer",
+          _NUMBER: "a number"}
+_FIELDS = {"config": dict, "architecture": dict, "epochs": int, "epochs_done": int,
+           "reason": str, "metrics": dict, "history": dict, "artefacts": list}
+_FINISHED = ("architecture", "metrics", "history", "artefacts", "epochs")
+_ARCHITECTURE = {"model_name": str, "main_scope": str, "width": _NUMBER, "dataset": str,
+                 "num_classes": int, "image_shape": list}
+_CONFIG = {"dataset": str, "model_name": str, "main_scope": str, "width": _NUMBER,
+           "test_subset": int}
+_METRICS = {"last_accuracy": _NUMBER, "best_accuracy": _NUMBER}
+
+
+def _check(record):
+    """Raise `ValueError` naming the first thing in `record` a reader could not use."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{json.dumps(record)[:40]} is not a JSON object")
+    if record.get("state") not in (RUNNING, FAILED, FINISHED):
+        raise ValueError(f"state {json.dumps(record.get('state'))[:40]} is not "
+                         f"{RUNNING}, {FAILED} or {FINISHED}")
+    finished = record["state"] == FINISHED
+    _check_fields(record, _FIELDS, ("config", *(_FINISHED if finished else ())))
+    if finished:
+        for field, fields in (("config", _CONFIG), ("architecture", _ARCHITECTURE),
+                              ("metrics", _METRICS)):
+            _check_fields(record[field], fields, fields, f"{field}.")
+
+
+def _check_fields(mapping, fields, required, prefix=""):
+    for name, kind in fields.items():
+        if name not in mapping:
+            if name in required:
+                raise ValueError(f"no {prefix}{name}")
+        elif not isinstance(mapping[name], kind) or isinstance(mapping[name], bool):
+            raise ValueError(f"{prefix}{name} is {json.dumps(mapping[name])[:40]}, "
+                             f"not {_TYPES[kind]}")
+
+
 def write(train_dir, record):
+    """Write `record` atomically. While the run is unfinished a small file
+    (`RESERVE`) holds room beside it; writing the record `failed` frees it
+    first, so that even a full disk can record why the run stopped. A
+    finished run's record removes it."""
     record["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    reserve = os.path.join(train_dir, RESERVE)
+    if record["state"] == RUNNING and not os.path.exists(reserve):
+        files.write_bytes(reserve, bytes(RESERVE_BYTES))
+    elif record["state"] == FAILED:
+        files.remove(reserve)
     files.write_text(path(train_dir), json.dumps(record, indent=1) + "\n")
+    if record["state"] == FINISHED:
+        files.remove(reserve)
 
 
 def versions():

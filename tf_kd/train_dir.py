@@ -3,20 +3,24 @@
 A run only ever writes, and `--overwrite` only ever removes, the entries in
 `ENTRIES` (and the temporaries of `tf_kd.files`). A directory that holds
 anything else and no run record is not this project's: it is refused,
-`--overwrite` or not.
+`--overwrite` or not. Everything here runs under the directory's lock
+(`tf_kd.lock`), which the run holds to its end.
 """
 
+import contextlib
 import os
+import signal
+import threading
 
-from tf_kd import checkpoint, files, run_record
+from tf_kd import checkpoint, files, lock, run_record
 from tf_kd.config import Config
 from tf_kd.errors import UserError
 
 # What `tf_kd.training.train` writes into a train_dir (`train/` and
-# `validation/` are TensorBoard's).
+# `validation/` are TensorBoard's; `.lock` is there while a run holds it).
 ENTRIES = (run_record.NAME, checkpoint.DIRECTORY, "log.mat", "train_params.mat",
            "model.keras", "saved_model", "model.tflite", "transfer_set.npz",
-           "train", "validation")
+           "train", "validation", lock.NAME)
 
 NEW, RESUME, OVERWRITE, FINISHED = "new", "resume", "overwrite", "finished"
 
@@ -28,15 +32,15 @@ def _ours(name):
 def plan(config):
     """`(action, record)`: what `config` asks of its `train_dir`, checked
     before anything changes there. `action` is NEW, RESUME, OVERWRITE, or
-    FINISHED (`--resume` of a finished run: nothing to do)."""
+    FINISHED (`--resume` of a finished run with the same settings: nothing
+    to do)."""
     directory = config.train_dir
     if not os.path.exists(directory):
         return NEW, None
-    if not os.path.isdir(directory):
-        raise UserError(f"--train_dir={directory} is a file: name a directory.")
     record = run_record.read(directory)
     if record is None:
-        foreign = sorted(n for n in os.listdir(directory) if not n.startswith(files.PARTIAL))
+        foreign = sorted(n for n in os.listdir(directory)
+                         if not n.startswith(files.PARTIAL) and n != lock.NAME)
         if foreign:
             raise UserError(
                 f"--train_dir={directory} holds files that are not a run of this project "
@@ -45,9 +49,8 @@ def plan(config):
         return NEW, None
     if config.overwrite:
         return OVERWRITE, record
-    if record["state"] == run_record.FINISHED:
-        if config.resume:
-            return FINISHED, record
+    finished = record["state"] == run_record.FINISHED
+    if finished and not config.resume:
         raise UserError(f"--train_dir={directory} holds a finished run: choose another "
                         "--train_dir, or pass --overwrite to replace it.")
     if not config.resume:
@@ -60,9 +63,12 @@ def plan(config):
     if differ:
         listed = ", ".join(f"--{k}={recorded.get(k)!r} (given {given.get(k)!r})"
                            for k in differ)
+        if finished:
+            raise UserError(f"--resume: the finished run in {directory} was trained with "
+                            f"{listed}: pass its flags, or another --train_dir for these.")
         raise UserError(f"--resume: the run in {directory} was started with {listed}: "
                         "resume with its flags, or pass --overwrite to start again.")
-    return RESUME, record
+    return (FINISHED if finished else RESUME), record
 
 
 def clear(directory):
@@ -71,8 +77,48 @@ def clear(directory):
     entries kept (files that are not the project's)."""
     kept = []
     for name in sorted(os.listdir(directory), key=lambda n: n == run_record.NAME):
+        if name == lock.NAME:       # held by the run that clears
+            continue
         if _ours(name):
             files.remove(os.path.join(directory, name))
         else:
             kept.append(name)
     return kept
+
+
+def finish(directory, record):
+    """Write the finished `record` and remove the run's state as one step:
+    SIGTERM and SIGINT wait until both are done, so a finished run stays
+    finished (a kill between them leaves a `state/` that
+    `remove_leftover_state` removes)."""
+    with _signals_deferred():
+        run_record.write(directory, record)
+        files.remove(os.path.join(directory, checkpoint.DIRECTORY))
+
+
+def remove_leftover_state(directory):
+    """Remove the `state/` a kill left in a finished run; True if there was one."""
+    state = os.path.join(directory, checkpoint.DIRECTORY)
+    if not os.path.exists(state):
+        return False
+    files.remove(state)
+    return True
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGTERM and SIGINT received inside the block are delivered after it
+    (outside the main thread, where Python sets no handler, it defers nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            signal.raise_signal(signum)

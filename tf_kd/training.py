@@ -6,10 +6,12 @@ variables, TensorBoard events) plus the trained network as `model.keras`, a
 SavedModel and a TensorFlow Lite model (`tf_kd.exports`), and the run's
 record `run.json` (`tf_kd.run_record`).
 
-A run never loses work: every flag, the data and the teacher are checked
-before anything on disk changes; after every epoch the state is saved
-(`tf_kd.checkpoint`) and kept until every export is in place; the record is
-written last, so a run is finished only when it says so; a non-finite loss
+A run never loses work: it holds its train_dir's lock (`tf_kd.lock`) from
+start to end, so a second run there is refused; every flag, the data and the
+teacher are checked before anything on disk changes; after every epoch the
+state is saved (`tf_kd.checkpoint`) and kept until every export is in place;
+the record is written last, so a run is finished only when it says so (and
+stays so: a signal waits until the state is removed); a non-finite loss
 or weight stops the run (`tf_kd.guard`) and marks it failed. A run resumed
 with `resume=True` from any interruption ends as the uninterrupted run.
 """
@@ -17,6 +19,7 @@ with `resume=True` from any interruption ends as the uninterrupted run.
 import contextlib
 import dataclasses
 import os
+import sys
 import time
 
 import keras
@@ -25,8 +28,9 @@ import scipy.io as sio
 
 import dataloader
 import nets
-from tf_kd import (checkpoint, distribution, exports, files, guard, optimizers, run_record,
-                   schedules, tf1_weights, train_dir, transfer_set)
+from dataloader import budget
+from tf_kd import (checkpoint, distribution, exports, files, guard, lock, optimizers,
+                   run_record, schedules, tf1_weights, train_dir, transfer_set)
 from tf_kd.config import Config, default_train_dir, validate
 from tf_kd.distillers import get_distiller
 from tf_kd.errors import Diverged, UserError
@@ -115,14 +119,15 @@ def build_distiller(config, data):
                              else build_network(config, data, "Teacher"))
     if config.init_epoch >= 0:
         kwargs["init_epoch"] = config.init_epoch
-    if config.Distillation == "NST":
-        kwargs.update(kernel=config.nst_kernel, with_kd=config.nst_with_kd)
-    if config.Distillation == "DFKD":
-        kwargs.update(tau=config.dfkd_tau)
+    kwargs.update({argument: getattr(config, flag)
+                   for flag, argument in method.flags.items() if argument})
     return method(student, **kwargs)
 
 
 def load_data(config):
+    """`(data, labels)`: the run's data, under `--labels_per_class` its
+    labelled budget (the rest without labels for a method that distils,
+    unless `--unlabeled=none`) and the record of what was drawn, else None."""
     method = get_distiller(config.Distillation)
     load = dataloader.load_test if method.data_free else dataloader.load
     subsets = {} if method.data_free else {"train_subset": config.train_subset or None}
@@ -131,7 +136,22 @@ def load_data(config):
     if not method.data_free and len(data.train_labels) < config.batch_size:
         raise UserError(f"--batch_size={config.batch_size}: only {len(data.train_labels)} "
                         "training examples; lower it or raise --train_subset.")
-    return data
+    if not config.labels_per_class:
+        return data, None
+    return budget.apply(data, config.labels_per_class, config.seed,
+                        keep_unlabeled=config.unlabeled == "rest" and method.needs_teacher)
+
+
+def schedule_note(config, init_epoch):
+    """A line saying so where TF1's schedule starts below `--learning_rate`
+    (its decay points `int(train_epoch * p)` are 0 below 4 epochs), else None."""
+    first = schedules.learning_rate(init_epoch, config.learning_rate, init_epoch,
+                                    config.train_epoch)
+    if first == config.learning_rate:
+        return None
+    return (f"note: with --train_epoch={config.train_epoch} TF1's schedule (x0.1 at epochs "
+            f"int({config.train_epoch} * 0.3 / 0.6 / 0.8) after initialisation) starts "
+            f"training at learning rate {first:g}, not --learning_rate={config.learning_rate:g}.")
 
 
 def transfer_set_path(config):
@@ -140,39 +160,56 @@ def transfer_set_path(config):
 
 def train(config, callbacks=()):
     """Run (or resume) one training job; returns its `Result`. `callbacks`
-    are added to the run's own. Bad input raises `UserError` before anything
-    on disk changes; a divergence raises `Diverged` and marks the run failed."""
+    are added to the run's own. Bad input, or another run holding the
+    train_dir, raises `UserError` before anything on disk changes; a
+    divergence raises `Diverged` and marks the run failed."""
     if not config.train_dir:
         config = dataclasses.replace(config, train_dir=default_train_dir(config))
     validate(config)
+    with lock.held(config.train_dir):
+        return _run(config, callbacks)
+
+
+def _run(config, callbacks):
+    """`train`, its train_dir locked."""
     action, record = train_dir.plan(config)
     if action == train_dir.FINISHED:
+        if train_dir.remove_leftover_state(config.train_dir):
+            print(f"{config.train_dir}: removed the state/ that a kill left after the run "
+                  "finished.")
         print(f"{config.train_dir}: already finished, nothing to do.")
         return Result(config.train_dir, record["history"], record)
     strategy = distribution.make(config.strategy)
     keras.utils.set_random_seed(config.seed)
-    data = load_data(config)
+    data, labels = load_data(config)
     with strategy.scope():
         distiller = build_distiller(config, data)
     method = type(distiller)
     if method.data_free:
-        transfer_set.check_fits(transfer_set_path(config), distiller.teacher, data)
+        transfer_set.check_fits(transfer_set_path(config), distiller.teacher, data,
+                                config.dfkd_noise_baseline)
 
     # -- Everything is checked: from here on the disk changes. --
     if action == train_dir.OVERWRITE:
         kept = train_dir.clear(config.train_dir)
         if kept:
             print(f"--overwrite kept what is not this project's: {', '.join(kept)}")
-    os.makedirs(config.train_dir, exist_ok=True)
     epochs = distiller.init_epoch + config.train_epoch
     if action != train_dir.RESUME:
         record = {"format": run_record.FORMAT, "config": config.settings(),
                   "architecture": architecture(config, data, config.main_scope),
+                  "input": dataloader.input_description(data),
                   "versions": run_record.versions(), "epochs": epochs, "epochs_done": 0,
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if labels is not None:
+            record["labels"] = labels
+    record["execution"] = config.execution()
     record["state"] = run_record.RUNNING
     record.pop("reason", None)
     run_record.write(config.train_dir, record)
+    note = schedule_note(config, distiller.init_epoch)
+    if note:
+        print(note)
     try:
         with strategy.scope():
             history = _fit(config, data, distiller, record, epochs, callbacks)
@@ -180,7 +217,7 @@ def train(config, callbacks=()):
         _fail(config.train_dir, record, f"diverged at {error}")
         raise
     except KeyboardInterrupt as error:
-        _fail(config.train_dir, record, f"interrupted ({error or 'Ctrl-C'}); --resume "
+        _fail(config.train_dir, record, f"interrupted ({str(error) or 'Ctrl-C'}); --resume "
               "continues it")
         raise
     except BaseException as error:
@@ -190,10 +227,18 @@ def train(config, callbacks=()):
 
 
 def _fail(directory, record, reason):
+    """Record the run failed for `reason`; called while handling the error,
+    a full disk's reason says so (the record has room kept for it)."""
+    if record["state"] == run_record.FINISHED:    # a signal held back until it finished
+        return
+    error = sys.exc_info()[1]
+    if isinstance(error, OSError) and error.errno in files.FULL:
+        reason = (f"no space left on the device writing {error.filename or 'a file'}; "
+                  "free space, then --resume")
     record.update(state=run_record.FAILED, reason=reason)
     try:
         run_record.write(directory, record)
-    except OSError:     # e.g. the disk is full: the record stays "running", unfinished
+    except OSError:     # the record stays as it was: unfinished
         pass
 
 
@@ -230,8 +275,9 @@ def _fit(config, data, distiller, record, epochs, callbacks):
         keras.callbacks.TensorBoard(config.train_dir, profile_batch=0),
         *callbacks,
     ]
-    train_set = dataloader.train_pipeline(data, config.batch_size, seed=config.seed,
-                                          first_epoch=done)
+    train_set = dataloader.train_pipeline(
+        data, config.batch_size, seed=config.seed, first_epoch=done,
+        replicas=distiller.distribute_strategy.num_replicas_in_sync)
     test_set = dataloader.test_pipeline(data, config.val_batch_size)
     distiller.fit(train_set, validation_data=test_set, epochs=epochs, initial_epoch=done,
                   steps_per_epoch=steps, callbacks=run_callbacks, verbose=config.verbose,
@@ -243,11 +289,10 @@ def _fit(config, data, distiller, record, epochs, callbacks):
         student = build_network(dataclasses.replace(config, precision="float32"), data,
                                 config.main_scope)
         student.set_weights(distiller.student.get_weights())
-    artefacts = exports.save_network(student, config.train_dir)
+    artefacts = exports.save_network(student, config.train_dir, config.export_features)
     record.update(state=run_record.FINISHED, history=history, metrics=final_metrics(history),
                   artefacts=["log.mat", *artefacts], finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    run_record.write(config.train_dir, record)
-    files.remove(state_dir)
+    train_dir.finish(config.train_dir, record)
     return history
 
 

@@ -217,9 +217,10 @@ def load(path):
                         "again, or name another file.") from None
 
 
-def check_fits(path, teacher, data):
-    """If `path` holds a transfer set, check that `teacher` reads its images
-    and that it has `data`'s classes; raise `UserError` if not."""
+def check_fits(path, teacher, data, noise_baseline=False):
+    """If `path` holds a transfer set, check that `teacher` reads its images,
+    that it has `data`'s classes and that it is of the kind asked for (the
+    noise baseline or synthesised); raise `UserError` if not."""
     if not os.path.exists(path):
         return
     transfer_set = load(path)
@@ -234,6 +235,16 @@ def check_fits(path, teacher, data):
         raise UserError(f"--transfer_set={path} holds logits of shape {logits.shape} for "
                         f"{len(images)} images; {data.name} has {data.num_classes} "
                         "classes: name a set built for this teacher.")
+    _check_kind(transfer_set, path, noise_baseline)
+
+
+def _check_kind(transfer_set, path, noise_baseline):
+    kind = "noise" if noise_baseline else "synthesised"
+    if transfer_set.kind != kind:
+        fix = "drop" if noise_baseline else "pass"
+        raise UserError(f"--transfer_set={path} holds a {transfer_set.kind} transfer set, "
+                        f"not a {kind} one: {fix} --dfkd_noise_baseline, or name another "
+                        "--transfer_set.")
 
 
 def load_or_build(path, teacher, count, mean, std, synthesis=None, batch_size=128,
@@ -241,12 +252,9 @@ def load_or_build(path, teacher, count, mean, std, synthesis=None, batch_size=12
     """The transfer set saved at `path`, else a new one of `count` samples
     saved there: synthesised with `synthesis`, or the noise baseline if it is
     None. A saved set of the other kind is an error."""
-    kind = "noise" if synthesis is None else "synthesised"
     if os.path.exists(path):
         transfer_set = load(path)
-        if transfer_set.kind != kind:
-            raise ValueError(f"{path} holds a {transfer_set.kind} transfer set, "
-                             f"not a {kind} one: pass another --transfer_set.")
+        _check_kind(transfer_set, path, synthesis is None)
         print(f"Transfer set loaded from {path}")
         return transfer_set
     if synthesis is None:

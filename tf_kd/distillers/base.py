@@ -42,6 +42,9 @@ class Distiller(keras.Model):
     reads = ()
     same_widths = False
     same_sizes = False
+    # The `train.py` flags only this method takes, each with the constructor
+    # argument it sets (None: read by the run, e.g. DFKD's synthesis).
+    flags = {}
 
     def __init__(self, student, teacher=None, init_epoch=None, **kwargs):
         networks.check(type(self), student, teacher)

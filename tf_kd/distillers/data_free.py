@@ -23,6 +23,9 @@ class DataFreeKD(Distiller):
     """
 
     data_free = True
+    flags = {"dfkd_tau": "tau", "transfer_set": None, "transfer_size": None,
+             "dfkd_noise_baseline": None, "dfkd_sigma": None, "dfkd_steps": None,
+             "dfkd_learning_rate": None, "dfkd_activation_weight": None}
 
     def __init__(self, student, teacher, tau=Synthesis.tau, **kwargs):
         super().__init__(student, teacher, **kwargs)

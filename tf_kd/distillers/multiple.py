@@ -120,6 +120,8 @@ class NST(Distiller):
     reads = (networks.STAGES,)
     same_sizes = True
 
+    flags = {"nst_kernel": "kernel", "nst_with_kd": "with_kd"}
+
     def __init__(self, student, teacher, kernel="poly", with_kd=False, **kwargs):
         super().__init__(student, teacher, **kwargs)
         if kernel not in selectivity.KERNEL_WEIGHTS:

@@ -11,19 +11,27 @@ from tf_kd.losses import response
 class SoftLogits(Distiller):
     """Hinton et al., "Distilling the knowledge in a neural network", 2015.
 
-    TF1: `0.7 * CE + 0.3 * KL(T=4) + weight decay`, without the T^2 factor.
+    TF1: `0.7 * CE + 0.3 * KL(T=4) + weight decay`, without the T^2 factor;
+    `t_squared` multiplies the KL by T^2, as the paper does to keep its
+    gradient's scale independent of T.
     """
 
-    def __init__(self, student, teacher, temperature=4.0, alpha=0.7, **kwargs):
+    flags = {"kd_alpha": "alpha", "kd_temperature": "temperature",
+             "kd_t_squared": "t_squared"}
+
+    def __init__(self, student, teacher, temperature=4.0, alpha=0.7, t_squared=False,
+                 **kwargs):
         super().__init__(student, teacher, **kwargs)
         self.temperature = temperature
         self.alpha = alpha
+        self.t_squared = t_squared
 
     def train_step(self, data):
+        scale = self.temperature ** 2 if self.t_squared else 1.0
         return self.multitask_step(
             data, lambda student, teacher: response.soft_logits(
                 student["logits"], teacher["logits"], self.temperature),
-            class_weight=self.alpha, distillation_weight=1 - self.alpha)
+            class_weight=self.alpha, distillation_weight=(1 - self.alpha) * scale)
 
 
 class DML(Distiller):
