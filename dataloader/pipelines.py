@@ -81,27 +81,25 @@ def _budget_batches(data, batch_size, steps, seed, first_epoch, replicas):
         raise UserError(f"--batch_size={batch_size}: with unlabelled images it must be a "
                         f"multiple of the {replicas} replicas.")
     images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
-    extra = tf.constant(unlabeled if unlabeled is not None else data.train_images[:1])
+    sets = [images] + ([tf.constant(unlabeled)] if unlabeled is not None else [])
 
     def epoch_batches(epoch):
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
         order_seed = preprocessing.fold_in(epoch_seed, 0)
-        order = _cycled(len(data.train_labels), steps * batch_size, order_seed)
-        rest = _cycled(len(extra), steps * batch_size, preprocessing.fold_in(order_seed, 1))
+        orders = [tf.reshape(_cycled(len(each), steps * batch_size,
+                                     preprocessing.fold_in(order_seed, i) if i else order_seed),
+                             [steps, batch_size]) for i, each in enumerate(sets)]
         step_seeds = tf.map_fn(lambda step: preprocessing.fold_in(epoch_seed, step + 1),
                                tf.range(steps, dtype=tf.int64))
-        return tf.data.Dataset.from_tensor_slices(
-            (tf.reshape(order, [steps, batch_size]), tf.reshape(rest, [steps, batch_size]),
-             step_seeds))
+        return tf.data.Dataset.from_tensor_slices((tuple(orders), step_seeds))
 
-    def prepare(indices, rest, step_seed):
-        batch = preprocessing.normalize(tf.gather(images, indices), data.mean, data.std)
-        batch_labels = tf.gather(labels, indices)
+    def prepare(orders, step_seed):
+        batch = tf.concat([preprocessing.normalize(tf.gather(each, order), data.mean, data.std)
+                           for each, order in zip(sets, orders)], 0)
+        batch_labels = tf.gather(labels, orders[0])
         if unlabeled is None:
             return preprocessing.augment(batch, step_seed), batch_labels
-        both = preprocessing.augment(tf.concat([
-            batch, preprocessing.normalize(tf.gather(extra, rest), data.mean, data.std)], 0),
-            step_seed)
+        both = preprocessing.augment(batch, step_seed)
         per_replica = tf.reshape(both, [2, replicas, batch_size // replicas, *data.image_shape])
         return (tf.reshape(tf.transpose(per_replica, [1, 0, 2, 3, 4, 5]),
                            [2 * batch_size, *data.image_shape]), batch_labels)

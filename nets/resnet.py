@@ -110,7 +110,9 @@ def named_model(image, outputs, scope):
 
 
 def feature_names(model, kind="feat"):
-    """The model's per-stage feature output names, in stage order."""
-    names = [k for k in model.output if k.startswith(kind)
+    """The per-stage feature output names of a model (or of a dict of its
+    outputs), in stage order."""
+    outputs = model if isinstance(model, dict) else model.output
+    names = [k for k in outputs if k.startswith(kind)
              and k[len(kind):].isdigit()]
     return sorted(names, key=lambda k: int(k[len(kind):]))

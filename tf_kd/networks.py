@@ -10,6 +10,8 @@ everything a student or teacher lacks for its method, in one error.
 
 import keras
 
+from nets import feature_names
+
 STAGES, POOL = "stages", "pool"
 
 
@@ -41,12 +43,6 @@ def expose(model, features=(), logits=None, pool=None):
     return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=model.name)
 
 
-def stage_names(outputs):
-    """The stage feature names among `outputs`' keys, shallow to deep."""
-    names = [k for k in outputs if k.startswith("feat") and k[4:].isdigit()]
-    return sorted(names, key=lambda k: int(k[4:]))
-
-
 def _outputs(network):
     """The network's symbolic output (a dict, for a network the methods
     read); None for a subclassed model."""
@@ -75,7 +71,7 @@ def check(method, student, teacher):
             continue
         needed = ["logits"] + (["pool"] if POOL in method.reads else [])
         missing = [k for k in needed if k not in outputs]
-        if STAGES in method.reads and not stage_names(outputs):
+        if STAGES in method.reads and not feature_names(outputs):
             missing.append("feat0, feat1, ... (stage features)")
         if missing:
             problems.append(f"the {role} has no output {', '.join(missing)}")
@@ -89,7 +85,7 @@ def check(method, student, teacher):
 
 
 def _stage_mismatch(method, student, teacher):
-    names = stage_names(student), stage_names(teacher)
+    names = feature_names(student), feature_names(teacher)
     if len(names[0]) != len(names[1]):
         return [f"the student has {len(names[0])} stage features, the teacher {len(names[1])}"]
     problems = []
