@@ -3,6 +3,8 @@ of a run and exact resume, a full disk, divergence, a safe --overwrite, and a
 clear error for bad input. Faults are real: SIGKILL, a full filesystem,
 truncated and foreign files."""
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -363,6 +365,26 @@ def test_a_teacher_run_must_be_a_finished_teacher(finished, tmp_path):
     (finished / "run.json").write_text("{trunc")
     with pytest.raises(UserError, match="run.json is not a readable run record"):
         training.train(tiny(tmp_path / "run", Distillation="AT", teacher=str(finished)))
+
+
+def test_a_teacher_whose_model_differs_from_its_record_is_refused(tmp_path):
+    teacher = tmp_path / "teacher"
+    training.train(tiny(teacher, main_scope="Teacher", train_epoch=1))
+    model = teacher / "model.keras"
+    assert run_record.read(teacher)["sha256"]["model.keras"] == hashlib.sha256(
+        model.read_bytes()).hexdigest()
+    student = tiny(tmp_path / "student", Distillation="Soft_logits", teacher=str(teacher),
+                   train_epoch=1)
+    original = model.read_bytes()
+    for changed in [original[:-1] + bytes([original[-1] ^ 1]), original + b"\0"]:
+        model.write_bytes(changed)
+        for named in (teacher, model):
+            with pytest.raises(UserError, match="model.keras: the file is not the one its run "
+                                                "wrote"):
+                training.train(dataclasses.replace(student, teacher=str(named)))
+    assert not os.path.exists(tmp_path / "student")
+    model.write_bytes(original)
+    assert training.train(student).record["state"] == run_record.FINISHED
 
 
 def test_a_transfer_set_that_does_not_fit_the_teacher_is_refused(tmp_path):

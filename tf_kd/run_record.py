@@ -10,13 +10,16 @@ states:
 - `failed`: stopped by an error, a divergence or an interruption, `reason`
   says which; `--resume` continues from the last good epoch;
 - `finished`: every artefact is in place. The record is written last, so a
-  run is finished exactly when its record says so.
+  run is finished exactly when its record says so. It holds the SHA-256 of
+  `model.keras` (`sha256`); a model read through the record (`--teacher`)
+  must match it.
 
 The record is written atomically; every reader (`train.py`, `--resume`,
 `--teacher`, `test.py`, `autotrain`, `report`) goes by it, never by the mere
 presence of a file.
 """
 
+import hashlib
 import json
 import os
 import platform
@@ -152,4 +155,18 @@ def finished_artefact(file_path, what):
                         "flags) or name another run.")
     if os.path.isdir(file_path) and os.path.exists(path(file_path)):
         file_path = os.path.join(file_path, "model.keras")
+    expected = (record or {}).get("sha256", {}).get(os.path.basename(file_path))
+    if expected is not None and os.path.isfile(file_path) and sha256(file_path) != expected:
+        raise UserError(f"{what}={file_path}: the file is not the one its run wrote (its "
+                        f"SHA-256 differs from the one {path(train_dir)} records); it was "
+                        "changed or damaged: restore it, or train the run again.")
     return file_path, record
+
+
+def sha256(file_path):
+    """The SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(file_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
