@@ -48,10 +48,10 @@ class Result:
     record: dict
 
 
-def architecture(config, data, scope, model_name=None):
+def architecture(config, data, scope):
     """What `test.py` and `--teacher` need to rebuild a run's network."""
-    return {"model_name": model_name or config.model_name, "main_scope": scope,
-            "width": config.width, "dataset": config.dataset, "num_classes": data.num_classes,
+    return {"model_name": config.model_name, "main_scope": scope, "width": config.width,
+            "dataset": config.dataset, "num_classes": data.num_classes,
             "image_shape": list(data.image_shape)}
 
 
@@ -82,39 +82,28 @@ def build_network(config, data, scope, width=None, model_name=None, precision=No
     return network
 
 
-def teacher_model_name(config):
-    """The teacher's network: `--teacher_model_name`, else `--model_name`
-    (for ResNet and FCN, its `Teacher` depth)."""
-    return config.teacher_model_name or config.model_name
-
-
 def load_teacher(config, data):
     """The trained teacher of `config.teacher` (a run directory, a `.keras`
-    or a `.mat` file) of `--teacher_model_name`'s network, checked against
-    its run record where it has one; refused if unfinished, of another
-    architecture or non-finite."""
+    or a `.mat` file), its architecture from its run record where it has
+    one; refused if unfinished, of another architecture or non-finite."""
     path, record = run_record.finished_artefact(config.teacher, "--teacher")
-    shape = architecture(config, data, "Teacher", teacher_model_name(config))
+    shape = architecture(config, data, "Teacher")
     if record is not None:
         recorded = record["architecture"]
         for key in ("main_scope", "model_name", "num_classes", "image_shape", "width"):
             if recorded[key] != shape[key]:
                 flag = {"num_classes": "dataset", "image_shape": "dataset"}.get(key, key)
-                fix = {"main_scope": "train a teacher with --main_scope=Teacher",
-                       "model_name": f"pass --teacher_model_name={recorded[key]} or another "
-                                     "teacher"}.get(
-                    key, f"pass --{flag}={record['config'][flag]} or another teacher")
                 raise UserError(
                     f"--teacher={config.teacher} was trained with {key} {recorded[key]!r} "
                     f"(--{flag}={record['config'][flag]}), this run has {shape[key]!r}: "
-                    f"{fix}.")
-    teacher = build_network(config, data, "Teacher", model_name=teacher_model_name(config),
+                    + ("train a teacher with --main_scope=Teacher" if key == "main_scope"
+                       else f"pass --{flag}={record['config'][flag]} or another teacher") + ".")
+    teacher = build_network(config, data, "Teacher",
                             precision=config.teacher_precision or config.precision)
     try:
         count = tf1_weights.load_weights(teacher, path)
     except UserError as error:
-        raise UserError(f"--teacher={path}: {error} (This run's teacher is "
-                        f"--teacher_model_name={teacher_model_name(config)}.)") from None
+        raise UserError(f"--teacher={path}: {error}") from None
     guard.check_weights(teacher, f"--teacher={path}")
     print(f"{count} Teacher params assigned")
     return teacher
@@ -127,8 +116,7 @@ def build_distiller(config, data):
     kwargs = {}
     if method.needs_teacher:
         kwargs["teacher"] = (load_teacher(config, data) if method.pretrained_teacher
-                             else build_network(config, data, "Teacher",
-                                                model_name=teacher_model_name(config)))
+                             else build_network(config, data, "Teacher"))
     if config.init_epoch >= 0:
         kwargs["init_epoch"] = config.init_epoch
     kwargs.update({argument: getattr(config, flag)
