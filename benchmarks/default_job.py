@@ -1,4 +1,4 @@
-"""Where the default job's time goes (`scripts/quickstart.sh`'s teacher).
+"""Where the former default job's time goes (its teacher; the quickstart until 2026-12-03).
 
     python benchmarks/default_job.py --out=benchmarks/results/default_job.md
 

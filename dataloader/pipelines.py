@@ -25,18 +25,20 @@ def steps_per_epoch(data, batch_size):
     return count // batch_size
 
 
-def train_pipeline(data, batch_size, seed=None, first_epoch=0, replicas=1):
+def train_pipeline(data, batch_size, seed=None, first_epoch=0, replicas=1, indices=False):
     """Endless shuffled, augmented `(images, labels)` batches of `data`'s
     training set, epoch after epoch from epoch `first_epoch`, each epoch
     `steps_per_epoch(data, batch_size)` batches: float32 normalised NHWC
     images and int32 labels (label maps transformed with their images).
     Epoch `e` is the same for the same `(seed, e)`; a None seed draws one.
-    Under a labelled-data budget see `_budget_batches`."""
+    `indices`: `((images, indices), labels)`, `indices` (int32) the images'
+    places in the training set (`Distiller.example_indices`). Under a
+    labelled-data budget see `_budget_batches`."""
     steps = steps_per_epoch(data, batch_size)
     if seed is None:
         seed = np.random.randint(2 ** 31)
     if data.epoch_size is not None:
-        return _budget_batches(data, batch_size, steps, seed, first_epoch, replicas)
+        return _budget_batches(data, batch_size, steps, seed, first_epoch, replicas, indices)
     images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
 
     def epoch_batches(epoch):
@@ -48,12 +50,15 @@ def train_pipeline(data, batch_size, seed=None, first_epoch=0, replicas=1):
                                tf.range(steps, dtype=tf.int64))
         return tf.data.Dataset.from_tensor_slices((batches, step_seeds))
 
-    def prepare(indices, step_seed):
-        batch = preprocessing.normalize(tf.gather(images, indices), data.mean, data.std)
-        batch_labels = tf.gather(labels, indices)
+    def prepare(order, step_seed):
+        batch = preprocessing.normalize(tf.gather(images, order), data.mean, data.std)
+        batch_labels = tf.gather(labels, order)
         if data.segmentation:
-            return preprocessing.augment_with_labels(batch, batch_labels, step_seed)
-        return preprocessing.augment(batch, step_seed), batch_labels
+            batch, batch_labels = preprocessing.augment_with_labels(batch, batch_labels,
+                                                                    step_seed)
+        else:
+            batch = preprocessing.augment(batch, step_seed)
+        return (batch, order) if indices else batch, batch_labels
 
     return (tf.data.Dataset.counter(first_epoch)
             .flat_map(epoch_batches)
@@ -69,14 +74,18 @@ def _cycled(count, needed, seed):
     return tf.reshape(tf.argsort(keys, axis=1), [-1])[:needed]
 
 
-def _budget_batches(data, batch_size, steps, seed, first_epoch, replicas):
+def _budget_batches(data, batch_size, steps, seed, first_epoch, replicas, indices):
     """The batches of a labelled-data budget (`dataloader.budget`): each
     step `batch_size` labelled images, drawn by cycling through shuffles of
     the few labelled ones, and (where `data` keeps them) as many unlabelled
     images after them, with `batch_size` labels. A batch split over
     `replicas` gives each replica its labelled images, then its unlabelled
-    ones, so that its labels name its first images (`tf_kd.distillers.base.labelled`)."""
+    ones, so that its labels name its first images (`tf_kd.distillers.base.labelled`).
+    `indices` (the labelled images' places) needs a budget without unlabelled images."""
     unlabeled = data.unlabeled_images
+    if unlabeled is not None and indices:
+        raise UserError("a method that reads the training images' indices takes no "
+                        "unlabelled images: pass --unlabeled=none.")
     if unlabeled is not None and batch_size % replicas:
         raise UserError(f"--batch_size={batch_size}: with unlabelled images it must be a "
                         f"multiple of the {replicas} replicas.")
@@ -98,7 +107,8 @@ def _budget_batches(data, batch_size, steps, seed, first_epoch, replicas):
                            for each, order in zip(sets, orders)], 0)
         batch_labels = tf.gather(labels, orders[0])
         if unlabeled is None:
-            return preprocessing.augment(batch, step_seed), batch_labels
+            batch = preprocessing.augment(batch, step_seed)
+            return (batch, orders[0]) if indices else batch, batch_labels
         both = preprocessing.augment(batch, step_seed)
         per_replica = tf.reshape(both, [2, replicas, batch_size // replicas, *data.image_shape])
         return (tf.reshape(tf.transpose(per_replica, [1, 0, 2, 3, 4, 5]),

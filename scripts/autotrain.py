@@ -13,7 +13,9 @@ A trial that fails does not stop the others; the command ends by listing
 the failed trials and exits with status 1 if there are any. Arguments after
 `--` go to every `train.py` call that takes them: `--teacher` and
 `--teacher_precision` only to the methods that distil from a trained
-teacher, a method's own flags (`--nst_*`, `--dfkd_*`, ...) only to it. When `Teacher` is among
+teacher, a method's own flags (`--nst_*`, `--dfkd_*`, ...) only to it,
+`--teacher_model_name` to the methods with a teacher and, as its
+`--model_name`, to `Teacher`. When `Teacher` is among
 the methods and no `--teacher` is given, the other methods distil from
 `root/Teacher/trial0`, so one command trains the teacher and then every
 student (none starts if the teacher does not finish).
@@ -70,6 +72,15 @@ def stop_if_interrupted():
         sys.exit(EXIT_INTERRUPTED)
 
 
+def teacher_network(flags, extra):
+    """A teacher trial's `flags` with `--teacher_model_name`'s network (in
+    `extra`) as its `--model_name`."""
+    names = [a.split("=", 1)[1] for a in extra if a.startswith("--teacher_model_name=")]
+    if not names:
+        return flags
+    return [a for a in flags if not a.startswith("--model_name=")] + [f"--model_name={names[-1]}"]
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", required=True,
@@ -92,6 +103,8 @@ def main(argv):
             flags = (["--main_scope=Teacher"] if method == "Teacher"
                      else [f"--Distillation={method}", *(teacher if distils else [])])
             flags += [a for a in extra if config.takes_flag(method, a.split("=")[0])]
+            if method == "Teacher":
+                flags = teacher_network(flags, extra)
             command = [sys.executable, os.path.join(ROOT, "train.py"), *flags,
                        f"--train_dir={train_dir}", f"--seed={seed}", "--resume"]
             print(" ".join(command), flush=True)

@@ -20,6 +20,8 @@ def make(key, init_epoch=None, seed=0):
     kwargs = {} if init_epoch is None else {"init_epoch": init_epoch}
     if method.needs_teacher:
         kwargs["teacher"] = ResNet((32, 32, 3), 10, "Teacher", width=0.125)
+    if method.example_indices:       # CRD: a training split of 32, few negatives
+        kwargs.update(train_labels=np.arange(32) % 10, nce_k=64)
     distiller = method(student, **kwargs)
     distiller.compile(optimizer=optimizers.Momentum(0.1))
     return distiller
@@ -51,12 +53,13 @@ def module_variables(distiller):
     return {v.path for v in distiller.trainable_variables} - own
 
 
-def test_keys_are_the_tf1_ones():
-    assert set(DISTILLERS) == {"None", "Soft_logits", "DML", "FT", "FitNet", "AT", "AB",
-                               "VID", "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST", "KA",
-                               "DFKD"}
+def test_keys_are_the_tf1_ones_then_the_added_methods():
+    assert list(DISTILLERS)[:13] == ["None", "Soft_logits", "DML", "FT", "FitNet", "AT", "AB",
+                                     "VID", "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD"]
+    assert list(DISTILLERS)[13:] == ["NST", "KA", "DFKD", "KD", "DKD", "DIST", "PKT", "SP",
+                                     "CC", "CRD", "ReviewKD"]
     with pytest.raises(ValueError, match="Soft_logits.*MHGD"):
-        get_distiller("KD")
+        get_distiller("Hinton")
 
 
 @pytest.mark.parametrize("key", sorted(DISTILLERS))
@@ -67,7 +70,10 @@ def test_default_init_epoch(key):
 
 def run_step(distiller, epoch, seed=0):
     distiller.on_epoch_begin(epoch)
-    logs = distiller.train_on_batch(*batch(seed), return_dict=True)
+    images, labels = batch(seed)
+    if distiller.example_indices:    # the images' places in the training split
+        images = (images, np.arange(16, dtype="int32") + 16 * (seed % 2))
+    logs = distiller.train_on_batch(images, labels, return_dict=True)
     assert np.isfinite(logs["loss"]), logs
     return logs
 
@@ -80,7 +86,13 @@ MAIN_PHASE = {
     "AB": "student+decay",   # TF1: the connectors only feel weight decay now
     "VID": "student+modules", "NST": "student", "FT": "student+translator", "DML": "student+teacher",
     "KA": "student+adapter", "DFKD": "student",
+    "KD": "student", "DKD": "student", "DIST": "student", "PKT": "student", "SP": "student",
+    "CC": "student+modules",   # both embeddings train, as RepDistiller's embed_s, embed_t
+    "CRD": "student+modules",  # both embeddings (the memory banks are not trainable)
+    "ReviewKD": "student+modules",   # the ABFs
 }
+# The epoch of the main phase's step: ReviewKD's warm-up weighs epoch 0 by 0.
+MAIN_PHASE_EPOCH = {"ReviewKD": 1}
 
 
 def trained_by(distiller, step):
@@ -95,7 +107,7 @@ def trained_by(distiller, step):
 def test_main_phase_step_trains_the_right_variables(key):
     distiller = make(key, init_epoch=1 if key in INIT_METHODS else None)
     teacher_before = snapshot(distiller.teacher.variables) if distiller.teacher else []
-    epoch = distiller.init_epoch
+    epoch = distiller.init_epoch + MAIN_PHASE_EPOCH.get(key, 0)
     first, trained = trained_by(distiller, lambda: run_step(distiller, epoch, seed=0))
     student = paths(distiller.student.trainable_variables)
     modules = module_variables(distiller)

@@ -84,6 +84,27 @@ CASES = {
     "KDEID": ("same", lambda p: kl.KDEID(["t_stage0", "t_stage1"], [f"{p}_stage0", f"{p}_stage1"]),
               lambda loss, t, s: shared.kd_svd([s("stage0"), s("stage1")],
                                                [t("stage0"), t("stage1")], "EID", 1)),
+    "KD": ("thin", lambda p: kl.KD(),
+           lambda loss, t, s: response.kd(s("logits"), t("logits"), 4.0)),
+    "KD-standardized": ("thin", lambda p: kl.KD(2.0, logit_standardization=True),
+                        lambda loss, t, s: response.kd(s("logits"), t("logits"), 2.0, True)),
+    "DKD": ("thin", lambda p: kl.DKD(),     # the target: the teacher's top-1 class
+            lambda loss, t, s: response.dkd(s("logits"), t("logits"),
+                                            tf.argmax(t("logits"), -1), 1.0, 8.0, 4.0)),
+    "DKD-standardized": ("thin", lambda p: kl.DKD(9.0, 72.0, 2.0, logit_standardization=True),
+                         lambda loss, t, s: response.dkd(s("logits"), t("logits"),
+                                                         tf.argmax(t("logits"), -1), 9.0, 72.0,
+                                                         2.0, True)),
+    "DIST": ("thin", lambda p: kl.DIST(),
+             lambda loss, t, s: response.dist(s("logits"), t("logits"), 1.0, 1.0, 4.0)),
+    "PKT": ("thin", lambda p: kl.PKT("t_pool", f"{p}_pool"),
+            lambda loss, t, s: relation.pkt(s("pool"), t("pool"))),
+    "SimilarityPreserving": ("thin", lambda p: kl.SimilarityPreserving("t_stage1", f"{p}_stage1"),
+                             lambda loss, t, s: relation.similarity_preserving(s("stage1"),
+                                                                               t("stage1"))),
+    "CorrelationCongruence": ("thin", lambda p: kl.CorrelationCongruence("t_pool", f"{p}_pool"),
+                              lambda loss, t, s: relation.correlation_congruence(
+                                  loss.student_embed(s("pool")), loss.teacher_embed(t("pool")))),
 }
 PREFIX = {"same": "s", "thin": "n"}
 
@@ -139,6 +160,7 @@ def test_several_losses_sum_with_their_weights(nets, batch):
 
 # larger weights where the TF1 defaults make the term tiny on these nets
 TRAINING_ARGS = {"FSP": {"weight": 1.0}}
+LOSS_WEIGHTS = {"PKT": [3e4], "SimilarityPreserving": [3e3]}      # RepDistiller's -b
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -150,7 +172,8 @@ def test_distiller_trains(nets, batch, case):
     loss = make(PREFIX[student_key])
     for key, value in TRAINING_ARGS.get(case, {}).items():
         setattr(loss, key, value)
-    model = distiller(nets, student_key, [loss], student_loss_weight=0.5, fresh=True)
+    model = distiller(nets, student_key, [loss], student_loss_weight=0.5, fresh=True,
+                      weights=LOSS_WEIGHTS.get(case))
     own = [w for w in getattr(loss, "trainable_weights", [])]
     assert len(model.trainable_variables) == len(model.student.trainable_variables) + len(own)
     assert all(any(v is w for v in model.trainable_variables) for w in own)
@@ -199,7 +222,9 @@ def test_non_default_arguments_survive_the_config():
     losses = [kl.SoftLogits(2.0, "a", "b"), kl.AttentionTransfer("a", "b", beta=7.0),
               kl.ActivationBoundaries("a", "b", margin=0.5, weight=0.1, name="ab1"),
               kl.NST("a", "b", kernel="linear", weight=3.0), kl.RKD("a", "b", 1.0, 2.0),
-              kl.FSP(["a", "c"], ["b", "d"], weight=0.5), kl.KDSVD(["a", "c"], ["b", "d"], 2)]
+              kl.FSP(["a", "c"], ["b", "d"], weight=0.5), kl.KDSVD(["a", "c"], ["b", "d"], 2),
+              kl.KD(2.0, True, "a", "b"), kl.DKD(2.0, 3.0, 1.5, True), kl.DIST(2.0, 0.5, 1.0),
+              kl.CorrelationCongruence("a", "b", embed_dim=16, name="cc1")]
     for loss in losses:
         restored = type(loss).from_config(loss.get_config())
         for key, value in loss.get_config().items():
@@ -210,7 +235,7 @@ def test_non_default_arguments_survive_the_config():
 
 @pytest.mark.parametrize("student_key,cases", [
     ("thin", ["SoftLogits", "FitNet", "AttentionTransfer", "ActivationBoundaries", "VID",
-              "NST", "RKD"]),
+              "NST", "RKD", "DKD-standardized", "CorrelationCongruence"]),
     ("same", ["FSP", "KDEID", "VID"])])
 def test_keras_file_round_trip(nets, batch, tmp_path, student_key, cases):
     """A distiller saved to a `.keras` file loads with its losses, their
@@ -277,6 +302,9 @@ def test_misuse_is_an_error(nets):
         distiller(nets, "thin", [kl.AttentionTransfer("t_stage0", "n_stage1")])
     with pytest.raises(ValueError, match="embeddings"):
         distiller(nets, "thin", [kl.RKD("t_stage1", "n_stage1")])
+    for loss in (kl.PKT, kl.CorrelationCongruence):
+        with pytest.raises(ValueError, match="embeddings"):
+            distiller(nets, "thin", [loss("t_stage1", "n_stage1")])
     with pytest.raises(ValueError, match="both models"):
         kl.AttentionTransfer("t_stage0", None)
     with pytest.raises(ValueError, match="at least 2"):

@@ -36,7 +36,8 @@ def test_paired_gain_and_pooled_spread():
         ((differences - differences.mean()) ** 2).sum() / 2))
     pooled = np.sqrt((np.var(mine, ddof=1) + np.var(base, ddof=1)) / 2)
     assert row["gain_over_pooled_std"] == pytest.approx(differences.mean() / pooled)
-    assert "gain" not in low_data.compare({0: 80.0}, student)      # one pair: no spread
+    one = low_data.compare({0: 80.0}, student)                     # one pair: no spread
+    assert one["gain"] == pytest.approx(20.0) and one["std"] is None and "gain_std" not in one
 
 
 def test_the_benchmark_reports_what_its_runs_recorded(tmp_path):

@@ -85,6 +85,17 @@ def test_bad_budgets_are_refused_before_anything_is_written(tmp_path, overrides,
     ("Soft_logits", dict(kd_alpha=0.5, kd_temperature=2.0, kd_t_squared=True),
      dict(alpha=0.5, temperature=2.0, t_squared=True)),
     ("NST", dict(nst_kernel="linear", nst_with_kd=True), dict(kernel="linear", with_kd=True)),
+    ("KD", dict(kd_temperature=3.0), dict(temperature=3.0, kd_weight=0.9, ce_weight=0.1)),
+    ("KD", dict(logit_standardization=True, ls_base_temperature=3.0, ls_kd_weight=5.0),
+     dict(temperature=3.0, kd_weight=5.0, logit_standardization=True)),
+    ("DKD", dict(dkd_alpha=2.0, dkd_beta=6.0, dkd_temperature=3.0, dkd_warmup=5),
+     dict(alpha=2.0, beta=6.0, temperature=3.0, warmup=5, logit_standardization=False)),
+    ("DKD", dict(logit_standardization=True), dict(alpha=9.0, beta=72.0, temperature=2.0)),
+    ("DIST", dict(dist_beta=2.0, dist_gamma=0.5, dist_tau=1.0),
+     dict(beta=2.0, gamma=0.5, tau=1.0, weight=2.0)),
+    ("CRD", dict(crd_weight=0.5, crd_nce_k=8, crd_feat_dim=16),
+     dict(weight=0.5, nce_k=8)),
+    ("ReviewKD", dict(reviewkd_weight=5.0, reviewkd_warmup=3), dict(weight=5.0, warmup=3)),
 ])
 def test_a_methods_own_flags_reach_it(tmp_path, method, flags, attributes):
     import nets
@@ -95,6 +106,8 @@ def test_a_methods_own_flags_reach_it(tmp_path, method, flags, attributes):
                              teacher=str(tmp_path / "teacher.keras"), **flags)
     distiller = training.build_distiller(config, data)
     assert {k: getattr(distiller, k) for k in attributes} == attributes
+    if method == "CRD":          # a memory entry per training image of the run
+        assert distiller.contrast.memory_s.shape == (64, 16)
 
 
 def test_a_short_schedule_says_it_starts_decayed():

@@ -13,6 +13,7 @@ from dataloader import budget
 from tf_kd.distribution import STRATEGIES
 from tf_kd.distillers import DISTILLERS
 from tf_kd.errors import UserError
+from tf_kd.schedules import SCHEDULES
 from tf_kd.transfer_set import Synthesis
 
 
@@ -28,12 +29,14 @@ class Config:
     Distillation: str = "None"
     dataset: str = "cifar100"
     model_name: str = "ResNet"
+    teacher_model_name: str = ""  # the teacher's network; "": --model_name's
     main_scope: str = "Student"
     train_epoch: int = 100
     init_epoch: int = -1          # -1: the method's TF1 value
     batch_size: int = 128
     val_batch_size: int = 200
     learning_rate: float = 0.1
+    schedule: str = "tf1"         # tf_kd.schedules.SCHEDULES: TF1's, or RepDistiller's
     weight_decay: float = 5e-4
     seed: int = 0
     teacher: str = ""
@@ -44,6 +47,23 @@ class Config:
     kd_alpha: float = 0.7         # Soft_logits: weight of CE (1 - alpha: of the KL)
     kd_temperature: float = 4.0
     kd_t_squared: bool = False    # Soft_logits: the KL times T^2 (Hinton et al.; not TF1)
+    logit_standardization: bool = False   # KD, DKD: standardised logits (Sun et al. 2024)
+    ls_base_temperature: float = 2.0      # ... their temperature then (the reference's --base-temp)
+    ls_kd_weight: float = 9.0             # ... KD's KL weight, DKD's factor on alpha and beta
+    dkd_alpha: float = 1.0
+    dkd_beta: float = 8.0
+    dkd_temperature: float = 4.0
+    dkd_warmup: int = 20                  # epochs of DKD's linear warm-up
+    dist_beta: float = 1.0
+    dist_gamma: float = 1.0
+    dist_tau: float = 4.0
+    crd_weight: float = 0.8
+    crd_feat_dim: int = 128               # CRD's embedding and memory width
+    crd_nce_k: int = 16384                # negatives per image
+    crd_nce_t: float = 0.07               # temperature
+    crd_nce_m: float = 0.5                # momentum of the memory banks
+    reviewkd_weight: float = 1.0
+    reviewkd_warmup: int = 20             # epochs of ReviewKD's linear warm-up
     nst_kernel: str = "poly"
     nst_with_kd: bool = False
     transfer_set: str = ""        # DFKD: .npz to reuse or write; "": train_dir/transfer_set.npz
@@ -96,7 +116,9 @@ def method_flags(method):
 def takes_flag(method, flag):
     """Whether `train.py --Distillation=method` (`Teacher`: a teacher's
     training) takes `flag` (e.g. `--nst_kernel`): a flag of some methods
-    only goes to those."""
+    only goes to those; `--teacher_model_name` to those with a teacher."""
+    if flag == "--teacher_model_name":
+        return method != "Teacher" and DISTILLERS[method].needs_teacher
     specific = set(TEACHER_FLAGS) | {f"--{name}" for cls in DISTILLERS.values()
                                      for name in cls.flags}
     return flag not in specific or (method != "Teacher" and flag in method_flags(method))
@@ -127,9 +149,13 @@ def validate(config):
              "unknown dataset; valid: " + ", ".join(dataloader.DATASETS))
     _require(c.model_name in nets.NETWORKS, "model_name", c.model_name,
              "unknown network; valid: " + ", ".join(nets.NETWORKS))
+    _require(c.teacher_model_name in ("", *nets.NETWORKS), "teacher_model_name",
+             c.teacher_model_name, "unknown network; valid: " + ", ".join(nets.NETWORKS))
     _require(c.main_scope in ("Student", "Teacher"), "main_scope", c.main_scope,
              "must be Student or Teacher")
-    for flag in ("train_epoch", "batch_size", "val_batch_size", "transfer_size"):
+    _require(c.schedule in SCHEDULES, "schedule", c.schedule, "valid: " + ", ".join(SCHEDULES))
+    for flag in ("train_epoch", "batch_size", "val_batch_size", "transfer_size", "dkd_warmup",
+                 "crd_feat_dim", "crd_nce_k", "reviewkd_warmup"):
         _require(getattr(c, flag) >= 1, flag, getattr(c, flag), "must be at least 1")
     for flag in ("train_subset", "test_subset", "dfkd_steps"):
         _require(getattr(c, flag) >= 0, flag, getattr(c, flag),
@@ -137,11 +163,14 @@ def validate(config):
     _require(c.init_epoch >= -1, "init_epoch", c.init_epoch,
              "must be -1 (the method's TF1 value) or >= 0")
     _require(0 <= c.kd_alpha <= 1, "kd_alpha", c.kd_alpha, "must be in [0, 1]")
+    _require(0 <= c.crd_nce_m < 1, "crd_nce_m", c.crd_nce_m, "must be in [0, 1)")
     for flag in ("learning_rate", "width", "kd_temperature", "dfkd_sigma", "dfkd_tau",
-                 "dfkd_learning_rate"):
+                 "dfkd_learning_rate", "ls_base_temperature", "dkd_temperature", "dist_tau",
+                 "crd_nce_t"):
         value = getattr(c, flag)
         _require(math.isfinite(value) and value > 0, flag, value, "must be a positive number")
-    for flag in ("weight_decay", "dfkd_activation_weight"):
+    for flag in ("weight_decay", "dfkd_activation_weight", "ls_kd_weight", "dkd_alpha",
+                 "dkd_beta", "dist_beta", "dist_gamma", "crd_weight", "reviewkd_weight"):
         value = getattr(c, flag)
         _require(math.isfinite(value) and value >= 0, flag, value, "must be >= 0")
     _require(0 <= c.seed < 2 ** 32, "seed", c.seed, "must be in [0, 2**32)")
@@ -171,6 +200,18 @@ def validate(config):
                  f"--Distillation={c.Distillation} has no frozen teacher"
                  + (" (it trains its own: use --precision)" if method.needs_teacher else "")
                  + ": drop the flag")
+    _require(not c.teacher_model_name or method.needs_teacher, "teacher_model_name",
+             c.teacher_model_name, f"--Distillation={c.Distillation} has no teacher: drop the "
+             "flag (--model_name names the network a run trains)")
+    _require(c.width == 1 or {c.model_name, c.teacher_model_name or c.model_name}
+             <= set(nets.SCALABLE), "width", c.width, "only " + " and ".join(nets.SCALABLE)
+             + " take a channel multiplier; the RepDistiller networks have their published "
+             "widths: drop the flag")
+    if method.example_indices:
+        _require(not c.labels_per_class or c.unlabeled == "none", "unlabeled", c.unlabeled,
+                 f"--Distillation={c.Distillation} keeps a place per labelled training image "
+                 "and reads each image's class, which unlabelled images lack: pass "
+                 "--unlabeled=none")
     if method.data_free:
         _require(c.transfer_size >= c.batch_size, "transfer_size", c.transfer_size,
                  f"makes no full batch of --batch_size={c.batch_size}")

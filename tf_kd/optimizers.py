@@ -3,7 +3,9 @@
 TF1 accumulates raw gradients and scales the step by the current learning
 rate: `a <- m*a + g; w <- w - lr*(g + m*a)`. Keras' `SGD` folds the learning
 rate into its velocity, which differs from TF1 right after each learning-rate
-decay, so the TF1 rule is kept here.
+decay, so the TF1 rule is kept here. With `use_nesterov=False` it is
+PyTorch's `optim.SGD(momentum=m)` (dampening 0: `b <- m*b + g; w <- w - lr*b`),
+the optimizer of the reference schedule (`tf_kd.schedules`).
 """
 
 import keras

@@ -48,10 +48,10 @@ class Result:
     record: dict
 
 
-def architecture(config, data, scope):
+def architecture(config, data, scope, model_name=None):
     """What `test.py` and `--teacher` need to rebuild a run's network."""
-    return {"model_name": config.model_name, "main_scope": scope, "width": config.width,
-            "dataset": config.dataset, "num_classes": data.num_classes,
+    return {"model_name": model_name or config.model_name, "main_scope": scope,
+            "width": config.width, "dataset": config.dataset, "num_classes": data.num_classes,
             "image_shape": list(data.image_shape)}
 
 
@@ -82,28 +82,39 @@ def build_network(config, data, scope, width=None, model_name=None, precision=No
     return network
 
 
+def teacher_model_name(config):
+    """The teacher's network: `--teacher_model_name`, else `--model_name`
+    (for ResNet and FCN, its `Teacher` depth)."""
+    return config.teacher_model_name or config.model_name
+
+
 def load_teacher(config, data):
     """The trained teacher of `config.teacher` (a run directory, a `.keras`
-    or a `.mat` file), its architecture from its run record where it has
-    one; refused if unfinished, of another architecture or non-finite."""
+    or a `.mat` file) of `--teacher_model_name`'s network, checked against
+    its run record where it has one; refused if unfinished, of another
+    architecture or non-finite."""
     path, record = run_record.finished_artefact(config.teacher, "--teacher")
-    shape = architecture(config, data, "Teacher")
+    shape = architecture(config, data, "Teacher", teacher_model_name(config))
     if record is not None:
         recorded = record["architecture"]
         for key in ("main_scope", "model_name", "num_classes", "image_shape", "width"):
             if recorded[key] != shape[key]:
                 flag = {"num_classes": "dataset", "image_shape": "dataset"}.get(key, key)
+                fix = {"main_scope": "train a teacher with --main_scope=Teacher",
+                       "model_name": f"pass --teacher_model_name={recorded[key]} or another "
+                                     "teacher"}.get(
+                    key, f"pass --{flag}={record['config'][flag]} or another teacher")
                 raise UserError(
                     f"--teacher={config.teacher} was trained with {key} {recorded[key]!r} "
                     f"(--{flag}={record['config'][flag]}), this run has {shape[key]!r}: "
-                    + ("train a teacher with --main_scope=Teacher" if key == "main_scope"
-                       else f"pass --{flag}={record['config'][flag]} or another teacher") + ".")
-    teacher = build_network(config, data, "Teacher",
+                    f"{fix}.")
+    teacher = build_network(config, data, "Teacher", model_name=teacher_model_name(config),
                             precision=config.teacher_precision or config.precision)
     try:
         count = tf1_weights.load_weights(teacher, path)
     except UserError as error:
-        raise UserError(f"--teacher={path}: {error}") from None
+        raise UserError(f"--teacher={path}: {error} (This run's teacher is "
+                        f"--teacher_model_name={teacher_model_name(config)}.)") from None
     guard.check_weights(teacher, f"--teacher={path}")
     print(f"{count} Teacher params assigned")
     return teacher
@@ -116,9 +127,12 @@ def build_distiller(config, data):
     kwargs = {}
     if method.needs_teacher:
         kwargs["teacher"] = (load_teacher(config, data) if method.pretrained_teacher
-                             else build_network(config, data, "Teacher"))
+                             else build_network(config, data, "Teacher",
+                                                model_name=teacher_model_name(config)))
     if config.init_epoch >= 0:
         kwargs["init_epoch"] = config.init_epoch
+    if method.example_indices:
+        kwargs["train_labels"] = data.train_labels
     kwargs.update({argument: getattr(config, flag)
                    for flag, argument in method.flags.items() if argument})
     return method(student, **kwargs)
@@ -143,15 +157,20 @@ def load_data(config):
 
 
 def schedule_note(config, init_epoch):
-    """A line saying so where TF1's schedule starts below `--learning_rate`
-    (its decay points `int(train_epoch * p)` are 0 below 4 epochs), else None."""
-    first = schedules.learning_rate(init_epoch, config.learning_rate, init_epoch,
-                                    config.train_epoch)
+    """A line saying so where the schedule starts below `--learning_rate`
+    (TF1's decay points `int(train_epoch * p)` are 0 below 4 epochs, the
+    reference's `m * train_epoch // 240` below 2), else None."""
+    first = schedules.rate(config.schedule, init_epoch, config.learning_rate, init_epoch,
+                           config.train_epoch)
     if first == config.learning_rate:
         return None
-    return (f"note: with --train_epoch={config.train_epoch} TF1's schedule (x0.1 at epochs "
-            f"int({config.train_epoch} * 0.3 / 0.6 / 0.8) after initialisation) starts "
-            f"training at learning rate {first:g}, not --learning_rate={config.learning_rate:g}.")
+    how = ("TF1's schedule (x0.1 at epochs "
+           f"int({config.train_epoch} * 0.3 / 0.6 / 0.8) after initialisation)"
+           if config.schedule == "tf1" else
+           "the reference schedule (x0.1 at epochs 150 / 180 / 210 * "
+           f"{config.train_epoch} // 240 after initialisation)")
+    return (f"note: with --train_epoch={config.train_epoch} {how} starts training at "
+            f"learning rate {first:g}, not --learning_rate={config.learning_rate:g}.")
 
 
 def transfer_set_path(config):
@@ -247,7 +266,8 @@ def _fit(config, data, distiller, record, epochs, callbacks):
     if type(distiller).data_free:
         data = with_transfer_set(config, data, distiller.teacher)
     steps = dataloader.steps_per_epoch(data, config.batch_size)
-    optimizer = optimizers.Momentum(config.learning_rate)
+    optimizer = optimizers.Momentum(config.learning_rate,
+                                    use_nesterov=schedules.NESTEROV[config.schedule])
     if config.precision == "mixed_float16":      # float16 gradients need loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     distiller.compile(optimizer=optimizer, jit_compile=config.jit_compile)
@@ -259,8 +279,8 @@ def _fit(config, data, distiller, record, epochs, callbacks):
     log_path = os.path.join(config.train_dir, "log.mat")
 
     def schedule(epoch):
-        return schedules.learning_rate(epoch, config.learning_rate, init_epoch,
-                                       config.train_epoch)
+        return schedules.rate(config.schedule, epoch, config.learning_rate, init_epoch,
+                              config.train_epoch)
 
     def saved(epochs_done, history):
         write_log(log_path, history)
@@ -277,7 +297,8 @@ def _fit(config, data, distiller, record, epochs, callbacks):
     ]
     train_set = dataloader.train_pipeline(
         data, config.batch_size, seed=config.seed, first_epoch=done,
-        replicas=distiller.distribute_strategy.num_replicas_in_sync)
+        replicas=distiller.distribute_strategy.num_replicas_in_sync,
+        indices=type(distiller).example_indices)
     test_set = dataloader.test_pipeline(data, config.val_batch_size)
     distiller.fit(train_set, validation_data=test_set, epochs=epochs, initial_epoch=done,
                   steps_per_epoch=steps, callbacks=run_callbacks, verbose=config.verbose,

@@ -16,9 +16,11 @@ F = flags.FLAGS
 def define_flags():
     """Define the flags on absl's `FLAGS`, as the program starts (`cli.run`):
     what they list imports TensorFlow."""
+    import nets
     from tf_kd.config import PRECISIONS
     from tf_kd.distillers import DISTILLERS
     from tf_kd.distribution import STRATEGIES
+    from tf_kd.schedules import SCHEDULES
     from tf_kd.transfer_set import Synthesis
 
     flags.DEFINE_string("train_dir", "",
@@ -30,9 +32,14 @@ def define_flags():
                         "Dataset: cifar100, cifar10, fashion_mnist, fashion_mnist_seg "
                         "(segmentation) or synthetic.")
     flags.DEFINE_string("model_name", "ResNet",
-                        "Network architecture: ResNet, or FCN for segmentation.")
+                        "Network architecture: ResNet, FCN for segmentation, or a CIFAR-100 "
+                        "network of RepDistiller: " + ", ".join(n for n in nets.NETWORKS if n not in ("ResNet", "FCN")) + ".")
+    flags.DEFINE_string("teacher_model_name", "",
+                        "The teacher's network (a name of --model_name) where a method has a "
+                        "teacher; default: --model_name's.")
     flags.DEFINE_enum("main_scope", "Student", ["Student", "Teacher"],
-                      "Which network to train: Student (ResNet8) or Teacher (ResNet32).")
+                      "Which network to train: Student (ResNet8) or Teacher (ResNet32); for "
+                      "the RepDistiller networks only the model's name.")
     flags.DEFINE_integer("train_epoch", 100, "Epochs after the initialisation phase.")
     flags.DEFINE_integer("init_epoch", -1,
                          "Initialisation epochs; -1 takes the method's TF1 value "
@@ -40,7 +47,11 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 128, "Training batch size.")
     flags.DEFINE_integer("val_batch_size", 200, "Evaluation batch size.")
     flags.DEFINE_float("learning_rate", 0.1,
-                       "Initial learning rate, x0.1 at 30%, 60% and 80% of train_epoch.")
+                       "Initial learning rate, x0.1 at the epochs of --schedule.")
+    flags.DEFINE_enum("schedule", "tf1", list(SCHEDULES),
+                      "tf1: x0.1 at 30%, 60% and 80% of train_epoch, Nesterov momentum 0.9 "
+                      "(TF1). reference: x0.1 after epochs 150, 180 and 210 of 240 (scaled "
+                      "to train_epoch), plain momentum 0.9 (RepDistiller, mdistiller).")
     flags.DEFINE_float("weight_decay", 5e-4,
                        "TF1 l2_regularizer scale (loss = scale * sum(w**2) / 2).")
     flags.DEFINE_integer("seed", 0, "Random seed (initialisation, shuffling, augmentation).")
@@ -54,9 +65,38 @@ def define_flags():
                         "Where the dataset files are (default: standard places).")
     flags.DEFINE_float("kd_alpha", 0.7,
                        "Soft_logits: weight of the cross-entropy; the KL's is 1 - kd_alpha.")
-    flags.DEFINE_float("kd_temperature", 4.0, "Soft_logits: the softmax temperature T.")
+    flags.DEFINE_float("kd_temperature", 4.0, "Soft_logits and KD: the softmax temperature T.")
     flags.DEFINE_boolean("kd_t_squared", False,
                          "Soft_logits: multiply the KL by T^2, as Hinton et al. (not TF1).")
+    flags.DEFINE_boolean("logit_standardization", False,
+                         "KD, DKD: standardise the logits (Sun et al., CVPR 2024); the "
+                         "temperature becomes --ls_base_temperature, the weight --ls_kd_weight.")
+    flags.DEFINE_float("ls_base_temperature", 2.0,
+                       "KD, DKD with --logit_standardization: the temperature.")
+    flags.DEFINE_float("ls_kd_weight", 9.0,
+                       "KD, DKD with --logit_standardization: KD's KL weight, DKD's factor "
+                       "on alpha and beta.")
+    flags.DEFINE_float("dkd_alpha", 1.0, "DKD: weight of the target-class term TCKD.")
+    flags.DEFINE_float("dkd_beta", 8.0, "DKD: weight of the non-target-class term NCKD.")
+    flags.DEFINE_float("dkd_temperature", 4.0, "DKD: the softmax temperature T.")
+    flags.DEFINE_integer("dkd_warmup", 20,
+                         "DKD: epochs of the linear warm-up min(epoch / warmup, 1) of its term.")
+    flags.DEFINE_float("dist_beta", 1.0, "DIST: weight of the inter-class relation.")
+    flags.DEFINE_float("dist_gamma", 1.0, "DIST: weight of the intra-class relation.")
+    flags.DEFINE_float("dist_tau", 4.0, "DIST: the softmax temperature tau.")
+    flags.DEFINE_float("crd_weight", 0.8,
+                       "CRD: weight of its contrastive loss (RepDistiller's -b).")
+    flags.DEFINE_integer("crd_feat_dim", 128, "CRD: width of the embeddings and memory banks.")
+    flags.DEFINE_integer("crd_nce_k", 16384, "CRD: negatives (other-class images) per image.")
+    flags.DEFINE_float("crd_nce_t", 0.07, "CRD: the temperature of its scores.")
+    flags.DEFINE_float("crd_nce_m", 0.5, "CRD: the momentum of its memory banks' update.")
+    flags.DEFINE_float("reviewkd_weight", 1.0,
+                       "ReviewKD: weight of its hierarchical context loss (the published runs: "
+                       "5 for resnet32x4->resnet8x4 and WRN-40-2->WRN-16-2, 0.6 for "
+                       "resnet56->resnet20).")
+    flags.DEFINE_integer("reviewkd_warmup", 20,
+                         "ReviewKD: epochs of the linear warm-up min(epoch / warmup, 1) of its "
+                         "term, epochs from 0.")
     flags.DEFINE_enum("nst_kernel", "poly", ["linear", "poly", "gaussian"],
                       "NST's MMD kernel (loss weight 50, 50, 16 as in the paper).")
     flags.DEFINE_boolean("nst_with_kd", False, "NST: add the Soft_logits term (KD+NST).")

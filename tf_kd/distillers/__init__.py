@@ -2,14 +2,18 @@
 response (`response.py`), multi-connection (`multiple.py`), shared
 representation (`shared.py`) and relation (`relation.py`); beyond TF1,
 knowledge adaptation for dense prediction (`adaptation.py`) and data-free
-distillation on a synthesised transfer set (`data_free.py`)."""
+distillation on a synthesised transfer set (`data_free.py`), and the logit
+and relation methods of RepDistiller, mdistiller and DIST (in `response.py`
+and `relation.py`), CRD (`relation.py`) and ReviewKD (`multiple.py`)."""
 
 from tf_kd.distillers.adaptation import KnowledgeAdaptation
 from tf_kd.distillers.base import Baseline, Distiller, InitializationDistiller
 from tf_kd.distillers.data_free import DataFreeKD
-from tf_kd.distillers.multiple import NST, VID, ABDistillation, AttentionTransfer, FitNet
-from tf_kd.distillers.relation import MHGD, RKD
-from tf_kd.distillers.response import DML, FactorTransfer, SoftLogits
+from tf_kd.distillers.multiple import (NST, VID, ABDistillation, AttentionTransfer, FitNet,
+                                      ReviewKD)
+from tf_kd.distillers.relation import (CRD, MHGD, PKT, RKD, CorrelationCongruence,
+                                      SimilarityPreserving)
+from tf_kd.distillers.response import DIST, DKD, DML, KD, FactorTransfer, SoftLogits
 from tf_kd.distillers.shared import FSP, KDEID, KDSVD
 
 # The TF1 `--Distillation` keys, then the methods added beyond TF1.
@@ -31,6 +35,16 @@ DISTILLERS = {
     "NST": NST,
     "KA": KnowledgeAdaptation,
     "DFKD": DataFreeKD,
+    # the logit methods of RepDistiller, mdistiller and DIST, RepDistiller's relation methods
+    "KD": KD,
+    "DKD": DKD,
+    "DIST": DIST,
+    "PKT": PKT,
+    "SP": SimilarityPreserving,
+    "CC": CorrelationCongruence,
+    # contrastive representation distillation (RepDistiller) and knowledge review (ReviewKD)
+    "CRD": CRD,
+    "ReviewKD": ReviewKD,
 }
 
 

@@ -37,6 +37,10 @@ class Distiller(keras.Model):
     needs_teacher = True        # False: plain training
     pretrained_teacher = True   # False: the teacher trains too (DML)
     data_free = False           # True: trains on a transfer set, not the training split (DFKD)
+    # True: each training batch is `((images, indices), labels)`, `indices`
+    # the images' places in the training split, and the constructor takes
+    # that split's labels as `train_labels` (CRD's memory banks).
+    example_indices = False
     # What the method reads besides `logits` (`tf_kd.networks.STAGES`, `POOL`),
     # and which stage shapes must be equal in student and teacher.
     reads = ()

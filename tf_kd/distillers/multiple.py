@@ -1,5 +1,7 @@
-"""Multi-connection knowledge: features at several depths (TF1 `nets/Multiple.py`)."""
+"""Multi-connection knowledge: features at several depths (TF1 `nets/Multiple.py`);
+beyond TF1, ReviewKD."""
 
+import tensorflow as tf
 
 from nets import feature_names
 from tf_kd import networks
@@ -143,3 +145,59 @@ class NST(Distiller):
         if self.with_kd:
             loss += 0.3 * response.soft_logits(student["logits"], teacher["logits"], 4.0)
         return loss
+
+
+class ReviewKD(Distiller):
+    """Chen et al., "Distilling knowledge via knowledge review", CVPR 2021, as
+    dvlab-research/ReviewKD (cede6ea6387ae9b6127de0e561507177bf19c11e,
+    `CIFAR-100/model/reviewkd.py`, `CIFAR-100/train.py`; mdistiller
+    a08d46f10d6102bd6e3f258ca5ac880b020ea259 `mdistiller/distillers/ReviewKD.py`
+    and `mdistiller/engine/cfg.py` agree): `CE + min(epoch / 20, 1) * 1.0 *
+    HCL + decay` (`train.py`'s `--kd-loss-weight 1.0 --kd-warm-up 20`,
+    epochs counted from 0, so the first epoch trains on CE alone).
+
+    The student's stage features after their activation (`feat{i}`, the
+    reference's `is_feat=True`) and its pooled vector are reviewed from the
+    deepest up by attention-based fusion modules (`multiple.ABF`, trained
+    with the student), whose outputs match, by the hierarchical context loss
+    (`multiple.hcl`), the teacher's stage features before their activation
+    (`feat_noact{i}`, `preact=True`) and its pooled vector. The ABFs' 1x1
+    and 3x3 convolutions take the student's widths to the teacher's, and
+    nearest-neighbour resizing its sizes. The published runs weight HCL per
+    pair (`script/reviewKD.sh`): `--reviewkd_weight`.
+    """
+
+    reads = (networks.STAGES, networks.POOL)
+    flags = {"reviewkd_weight": "weight", "reviewkd_warmup": "warmup"}
+
+    def __init__(self, student, teacher, weight=1.0, warmup=20, ce_weight=1.0,
+                 max_mid_channels=512, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        if warmup <= 0:
+            raise ValueError(f"ReviewKD's warm-up is a number of epochs > 0, got {warmup}.")
+        self.student_names = [*feature_names(student), "pool"]
+        self.teacher_names = [*feature_names(teacher, "feat_noact"), "pool"]
+        if len(self.teacher_names) != len(self.student_names):
+            raise ValueError(
+                "ReviewKD cannot distil these networks: the teacher has no outputs feat_noact0, "
+                "feat_noact1, ... (its stage features before their last activation), one per "
+                "stage; expose them (docs/your_models.md).")
+        self.weight, self.warmup, self.ce_weight = weight, warmup, ce_weight
+        teacher_shapes = [teacher.output[n].shape for n in self.teacher_names]
+        self.out_sizes = [tuple(s[1:3]) if len(s) == 4 else (1, 1) for s in teacher_shapes]
+        self.abfs = multiple.review_fusions(
+            [student.output[n].shape for n in self.student_names], teacher_shapes,
+            max_mid_channels)
+
+    def warmup_factor(self):
+        """`min(epoch / warmup, 1)`, the epoch counted from 0 as `train.py`'s."""
+        return tf.minimum(tf.cast(self.epoch, tf.float32) / self.warmup, 1.0)
+
+    def train_step(self, data):
+        return self.multitask_step(data, self.distillation_loss, class_weight=self.ce_weight)
+
+    def distillation_loss(self, student, teacher):
+        reviewed = multiple.review(stage_features(student, self.student_names), self.abfs,
+                                   self.out_sizes, training=True)
+        teacher_feats = [multiple.as_map(f) for f in stage_features(teacher, self.teacher_names)]
+        return self.warmup_factor() * self.weight * multiple.hcl(reviewed, teacher_feats)

@@ -1,4 +1,5 @@
-"""Relational knowledge: relations between examples (TF1 `nets/Relation.py`)."""
+"""Relational knowledge: relations between examples (TF1 `nets/Relation.py`);
+beyond TF1, RepDistiller's PKT, SP, CC and CRD."""
 
 import numpy as np
 import tensorflow as tf
@@ -7,6 +8,7 @@ from nets import feature_names
 from tf_kd import networks
 from tf_kd.distillers.base import Distiller, class_loss, sigmoid, unpack
 from tf_kd.distillers.multiple import stage_features
+from tf_kd.errors import UserError
 from tf_kd.losses import relation
 
 
@@ -86,3 +88,152 @@ class MHGD(Distiller):
         self.apply_gradients(loss, tape, self.graph_variables())
         logits = self.student(images, training=False)["logits"]
         return self.report(loss, labels, logits, loss)
+
+
+# RepDistiller (HobbitLong/RepDistiller b84f547c5db6a35318d4671d7d5c4de74c822403):
+# `train_student.py` trains `gamma CE + alpha KD + beta loss_kd` with the
+# defaults -r (gamma) 1 and, in `scripts/run_cifar_distill.sh`, -a 0 and the
+# -b below; `helper/loops.py` says which features each method reads.
+
+class PKT(Distiller):
+    """Passalis & Tefas, "Learning deep representations with probabilistic
+    knowledge transfer", ECCV 2018, as RepDistiller (`distiller_zoo/PKT.py`):
+    `CE + 30000 PKT + decay` on the pooled vectors (`feat_s[-1]`;
+    `relation.pkt`)."""
+
+    reads = (networks.POOL,)
+
+    def __init__(self, student, teacher, weight=30000.0, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.weight = weight
+
+    def train_step(self, data):
+        return self.multitask_step(data, lambda student, teacher: self.weight * relation.pkt(
+            student["pool"], teacher["pool"]))
+
+
+class SimilarityPreserving(Distiller):
+    """Tung & Mori, "Similarity-preserving knowledge distillation", ICCV 2019,
+    as RepDistiller (`distiller_zoo/SP.py`): `CE + 3000 SP + decay` on the
+    last stage's output (`feat_s[-2]`, after its ReLU; here the last
+    `feat{i}`; `relation.similarity_preserving`). The widths and sizes may
+    differ: SP compares `B x B` Gram matrices."""
+
+    reads = (networks.STAGES,)
+
+    def __init__(self, student, teacher, weight=3000.0, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.weight = weight
+        self.student_feature = feature_names(student)[-1]
+        self.teacher_feature = feature_names(teacher)[-1]
+
+    def train_step(self, data):
+        return self.multitask_step(
+            data, lambda student, teacher: self.weight * relation.similarity_preserving(
+                student[self.student_feature], teacher[self.teacher_feature]))
+
+
+class CorrelationCongruence(Distiller):
+    """Peng et al., "Correlation congruence for knowledge distillation", ICCV
+    2019, as RepDistiller (`distiller_zoo/CC.py`, `models/util.py`
+    `LinearEmbed`): each network's pooled vector (`feat_s[-1]`) goes through
+    its own trainable `LinearEmbed` to 128 features (`--feat_dim`), which
+    also bridges different widths, and the student and both embeddings train
+    on `CE + 0.02 CC + decay` (`relation.correlation_congruence`)."""
+
+    reads = (networks.POOL,)
+
+    def __init__(self, student, teacher, weight=0.02, embed_dim=128, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.weight = weight
+        self.student_embed = relation.LinearEmbed(embed_dim, name="embed_s")
+        self.teacher_embed = relation.LinearEmbed(embed_dim, name="embed_t")
+        self.student_embed.build(student.output["pool"].shape)
+        self.teacher_embed.build(teacher.output["pool"].shape)
+
+    def train_step(self, data):
+        return self.multitask_step(
+            data, lambda student, teacher: self.weight * relation.correlation_congruence(
+                self.student_embed(student["pool"]), self.teacher_embed(teacher["pool"])))
+
+
+class CRD(Distiller):
+    """Tian et al., "Contrastive representation distillation", ICLR 2020, as
+    RepDistiller (HobbitLong/RepDistiller
+    b84f547c5db6a35318d4671d7d5c4de74c822403, `crd/criterion.py`,
+    `crd/memory.py`, the CRD parts of `helper/loops.py`; `train_student.py
+    --distill crd -a 0 -b 0.8` of `scripts/run_cifar_distill.sh`, with its
+    defaults `--feat_dim 128 --nce_k 16384 --nce_t 0.07 --nce_m 0.5 --mode
+    exact`): `CE + 0.8 CRD + decay` (`relation.crd`). Each network's pooled
+    vector (`feat_s[-1]`) goes through its own trainable `Embed` to 128
+    l2-normalised features (which also bridges different widths), scored
+    against a memory bank of every training image's embedding of the other
+    network (`relation.ContrastMemory`), whose entries for the batch then
+    move towards the new embeddings with momentum 0.5.
+
+    The memory banks are indexed by the images' places in the training split:
+    the training batches carry them (`example_indices`) and `train_labels`
+    are that split's labels. As `CIFAR100InstanceSample(mode='exact')`
+    (`dataset/cifar100.py`) each image's contrast set is its own index
+    followed by `nce_k` indices drawn uniformly from the images of the other
+    classes; here they are drawn at each step from a class-sorted index table
+    (a gather of `nce_k` per image, whatever the split's size), by a seed and
+    the step, so a resumed run draws what the uninterrupted one did. The
+    draws are with replacement (the reference's without, unless `nce_k`
+    exceeds the other classes' images): each negative has the same
+    distribution, the expected loss and gradient are the same
+    (docs/differences.md). One replica only: the banks are updated in place
+    from the replica's batch.
+    """
+
+    reads = (networks.POOL,)
+    example_indices = True
+    flags = {"crd_weight": "weight", "crd_feat_dim": "feat_dim", "crd_nce_k": "nce_k",
+             "crd_nce_t": "nce_t", "crd_nce_m": "nce_m"}
+
+    def __init__(self, student, teacher, train_labels, weight=0.8, feat_dim=128, nce_k=16384,
+                 nce_t=0.07, nce_m=0.5, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            raise UserError("CRD updates its memory banks in place from each batch: it "
+                            "trains on one replica (--strategy=default).")
+        labels = np.asarray(train_labels, np.int64).reshape(-1)
+        counts = np.bincount(labels)
+        if np.any(counts == len(labels)):
+            raise UserError("CRD draws each image's negatives from the other classes: the "
+                            "training images are all of one class.")
+        self.weight, self.nce_k = weight, nce_k
+        # the training split sorted by class: class c is at [start_c, start_c + count_c)
+        self.labels = tf.constant(labels)
+        self.by_class = tf.constant(np.argsort(labels, kind="stable"))
+        self.class_start = tf.constant(np.cumsum(counts) - counts)
+        self.class_count = tf.constant(counts)
+        self.student_embed = relation.Embed(feat_dim, name="embed_s")
+        self.teacher_embed = relation.Embed(feat_dim, name="embed_t")
+        self.student_embed.build(student.output["pool"].shape)
+        self.teacher_embed.build(teacher.output["pool"].shape)
+        self.contrast = relation.ContrastMemory(len(labels), feat_dim, nce_t, nce_m,
+                                                name="contrast")
+        self.sample_seed = int(np.random.randint(2 ** 31))
+
+    def contrast_indices(self, indices):
+        """`[B, 1 + nce_k]`: each image's index, then `nce_k` indices of
+        training images of other classes, drawn uniformly by (seed, step)."""
+        label = tf.gather(self.labels, indices)
+        start, count = tf.gather(self.class_start, label), tf.gather(self.class_count, label)
+        seed = tf.stack([tf.constant(self.sample_seed, tf.int64),
+                         tf.convert_to_tensor(self.optimizer.iterations, tf.int64)])
+        draws = tf.random.stateless_uniform([tf.shape(indices)[0], self.nce_k], seed,
+                                            minval=None, maxval=None, dtype=tf.int64)
+        # a place among the other classes' images, skipping the image's own class
+        place = tf.math.floormod(draws, (self.contrast.size - count)[:, None])
+        place += tf.where(place >= start[:, None], count[:, None], 0)
+        return tf.concat([indices[:, None], tf.gather(self.by_class, place)], 1)
+
+    def train_step(self, data):
+        (images, indices), labels = unpack(data)
+        indices = tf.cast(indices, tf.int64)
+        contrast_indices = self.contrast_indices(indices)
+        return self.multitask_step((images, labels), lambda student, teacher: self.weight * (
+            relation.crd(self.student_embed(student["pool"]), self.teacher_embed(teacher["pool"]),
+                         indices, contrast_indices, self.contrast)))

@@ -1,10 +1,12 @@
-"""Response-based knowledge: the network's outputs (TF1 `nets/Response.py`)."""
+"""Response-based knowledge: the network's outputs (TF1 `nets/Response.py`);
+beyond TF1, KD as RepDistiller trains it, DKD and DIST, with logit
+standardisation as an option of KD and DKD."""
 
 import tensorflow as tf
 
 from nets import feature_names
 from tf_kd import networks
-from tf_kd.distillers.base import Distiller, class_loss, unpack
+from tf_kd.distillers.base import Distiller, class_loss, labelled, unpack
 from tf_kd.losses import response
 
 
@@ -150,3 +152,112 @@ class FactorTransfer(Distiller):
         self.apply_gradients(loss, tape, self.paraphraser.trainable_variables)
         logits = self.student(images, training=False)["logits"]
         return self.report(loss, labels, logits, reconstruction)
+
+
+class KD(Distiller):
+    """Hinton et al., "Distilling the knowledge in a neural network", 2015,
+    as RepDistiller trains it (HobbitLong/RepDistiller
+    b84f547c5db6a35318d4671d7d5c4de74c822403, `distiller_zoo/KD.py`; the
+    README's `train_student.py --distill kd -r 0.1 -a 0.9 -b 0`, `--kd_T 4`):
+    `0.1 CE + 0.9 T^2 KL(T=4) + decay` (`response.kd`).
+
+    `logit_standardization` (Sun et al., CVPR 2024; sunshangquan/
+    logit-standardization-KD f6e5aa5172bad618e801163c3385322eea673754,
+    `mdistiller/distillers/KD.py`): the KL reads `standardize`d logits and,
+    as that repository's `tools/train.py --logit-stand --base-temp 2
+    --kd-weight 9` sets for KD, its temperature and weight become
+    `base_temperature` and `standardized_weight`; the CE keeps its weight.
+    """
+
+    flags = {"kd_temperature": "temperature",
+             "logit_standardization": "logit_standardization",
+             "ls_base_temperature": "base_temperature", "ls_kd_weight": "standardized_weight"}
+
+    def __init__(self, student, teacher, temperature=4.0, ce_weight=0.1, kd_weight=0.9,
+                 logit_standardization=False, base_temperature=2.0, standardized_weight=9.0,
+                 **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.logit_standardization = logit_standardization
+        self.temperature = base_temperature if logit_standardization else temperature
+        self.kd_weight = standardized_weight if logit_standardization else kd_weight
+        self.ce_weight = ce_weight
+
+    def train_step(self, data):
+        return self.multitask_step(
+            data, lambda student, teacher: self.kd_weight * response.kd(
+                student["logits"], teacher["logits"], self.temperature,
+                self.logit_standardization),
+            class_weight=self.ce_weight)
+
+
+class DKD(Distiller):
+    """Zhao et al., "Decoupled knowledge distillation", CVPR 2022
+    (megvii-research/mdistiller a08d46f10d6102bd6e3f258ca5ac880b020ea259,
+    `mdistiller/distillers/DKD.py`; defaults of `mdistiller/engine/cfg.py`,
+    which `configs/cifar100/dkd/res32x4_res8x4.yaml` keeps):
+    `CE + min(epoch / warmup, 1) (alpha TCKD + beta NCKD) + decay` with
+    alpha 1, beta 8, T 4, warm-up 20 epochs (`response.dkd`). Epochs count
+    from 1 there: the first epoch's weight is `1 / warmup`. DKD needs the
+    labels: under a labelled-data budget it reads the labelled images only.
+
+    `logit_standardization` (logit-standardization-KD
+    f6e5aa5172bad618e801163c3385322eea673754, `mdistiller/distillers/DKD.py`,
+    its `tools/train.py --logit-stand --base-temp 2 --kd-weight 9`): the
+    logits are `standardize`d, T becomes `base_temperature` and alpha and
+    beta are multiplied by `standardized_weight`.
+    """
+
+    flags = {"dkd_alpha": "alpha", "dkd_beta": "beta", "dkd_temperature": "temperature",
+             "dkd_warmup": "warmup", "logit_standardization": "logit_standardization",
+             "ls_base_temperature": "base_temperature", "ls_kd_weight": "standardized_weight"}
+
+    def __init__(self, student, teacher, alpha=1.0, beta=8.0, temperature=4.0, warmup=20,
+                 ce_weight=1.0, logit_standardization=False, base_temperature=2.0,
+                 standardized_weight=9.0, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        if warmup < 1:
+            raise ValueError(f"DKD's warm-up is a number of epochs >= 1, got {warmup}.")
+        scale = standardized_weight if logit_standardization else 1.0
+        self.alpha, self.beta = alpha * scale, beta * scale
+        self.temperature = base_temperature if logit_standardization else temperature
+        self.logit_standardization = logit_standardization
+        self.warmup = warmup
+        self.ce_weight = ce_weight
+
+    def warmup_factor(self):
+        """`min(epoch / warmup, 1)`, the epoch counted from 1 as mdistiller's."""
+        return tf.minimum(tf.cast(self.epoch + 1, tf.float32) / self.warmup, 1.0)
+
+    def train_step(self, data):
+        images, labels = unpack(data)
+        teacher_logits = labelled(labels, self.teacher_outputs(images)["logits"])
+        with tf.GradientTape() as tape:
+            logits = self.student(images, training=True)["logits"]
+            distillation = self.warmup_factor() * response.dkd(
+                labelled(labels, logits), teacher_logits, labels, self.alpha, self.beta,
+                self.temperature, self.logit_standardization)
+            loss = (self.ce_weight * class_loss(labels, logits) + distillation
+                    + self.weight_decay())
+        self.apply_gradients(loss, tape, self.trainable_variables)
+        return self.report(loss, labels, logits, distillation)
+
+
+class DIST(Distiller):
+    """Huang et al., "Knowledge distillation from a stronger teacher",
+    NeurIPS 2022 (hunto/image_classification_sota
+    6f7a70a1dd57fd88413d83909d3d53243068f701, `lib/models/losses/dist_kd.py`;
+    CIFAR-100 setting `configs/strategies/distill/dist_cifar.yaml`: `kd:
+    dist_t4`, `ori_loss_weight: 1`, `kd_loss_weight: 2`):
+    `CE + 2 DIST(beta=1, gamma=1, tau=4) + decay` (`response.dist`).
+    """
+
+    flags = {"dist_beta": "beta", "dist_gamma": "gamma", "dist_tau": "tau"}
+
+    def __init__(self, student, teacher, beta=1.0, gamma=1.0, tau=4.0, weight=2.0, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.beta, self.gamma, self.tau = beta, gamma, tau
+        self.weight = weight
+
+    def train_step(self, data):
+        return self.multitask_step(data, lambda student, teacher: self.weight * response.dist(
+            student["logits"], teacher["logits"], self.beta, self.gamma, self.tau))

@@ -15,11 +15,12 @@ procedures only `tf_kd.distillers` reproduces.
 
 from tf_kd.keras_losses.base import LayerLoss, MultiLayerLoss, TrainableLayerLoss
 from tf_kd.keras_losses.multiple import VID, ActivationBoundaries, AttentionTransfer, FitNet
-from tf_kd.keras_losses.relation import RKD
-from tf_kd.keras_losses.response import SoftLogits
+from tf_kd.keras_losses.relation import PKT, RKD, CorrelationCongruence, SimilarityPreserving
+from tf_kd.keras_losses.response import DIST, DKD, KD, SoftLogits
 from tf_kd.keras_losses.selectivity import NST
 from tf_kd.keras_losses.shared import FSP, KDEID, KDSVD
 
-__all__ = ["FSP", "KDEID", "KDSVD", "NST", "RKD", "VID", "ActivationBoundaries",
-           "AttentionTransfer", "FitNet", "LayerLoss", "MultiLayerLoss", "SoftLogits",
+__all__ = ["DIST", "DKD", "FSP", "KD", "KDEID", "KDSVD", "NST", "PKT", "RKD", "VID",
+           "ActivationBoundaries", "AttentionTransfer", "CorrelationCongruence", "FitNet",
+           "LayerLoss", "MultiLayerLoss", "SimilarityPreserving", "SoftLogits",
            "TrainableLayerLoss"]

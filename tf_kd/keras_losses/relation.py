@@ -2,7 +2,7 @@
 
 import keras
 
-from tf_kd.keras_losses.base import LayerLoss
+from tf_kd.keras_losses.base import LayerLoss, TrainableLayerLoss
 from tf_kd.losses import relation
 
 
@@ -36,3 +36,69 @@ class RKD(LayerLoss):
     def get_config(self):
         return {**super().get_config(), "distance_weight": self.distance_weight,
                 "angle_weight": self.angle_weight}
+
+
+def _embeddings(loss, teacher_shape, student_shape):
+    if len(teacher_shape) != 2 or len(student_shape) != 2:
+        raise ValueError(f"{type(loss).__name__} reads embeddings [B, C] (e.g. pooled "
+                         f"features); got teacher {teacher_shape}, student {student_shape}.")
+
+
+@keras.saving.register_keras_serializable(package="tf_kd.keras_losses")
+class PKT(LayerLoss):
+    """Passalis & Tefas, ECCV 2018, as RepDistiller (`relation.pkt`): the KL
+    divergence between the teacher's and the student's conditional
+    probabilities from cosine similarities over the batch, on embeddings
+    `[B, C]` (the sizes may differ). RepDistiller's `CE + 30000 PKT` on the
+    pooled vectors: `distillation_loss_weights=[30000]`,
+    `student_loss_weight=0.5` and the learning rate times 2."""
+
+    def check_shapes(self, teacher_shape, student_shape):
+        _embeddings(self, teacher_shape, student_shape)
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        return relation.pkt(student_outputs, teacher_outputs)
+
+
+@keras.saving.register_keras_serializable(package="tf_kd.keras_losses")
+class SimilarityPreserving(LayerLoss):
+    """Tung & Mori, ICCV 2019, as RepDistiller (`relation.similarity_preserving`):
+    the squared distance between the row-normalised `B x B` Gram matrices of
+    one layer of each model, over `B^2` (any shapes; RepDistiller: the last
+    stage's output, weight 3000 next to the CE)."""
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        return relation.similarity_preserving(student_outputs, teacher_outputs)
+
+
+@keras.saving.register_keras_serializable(package="tf_kd.keras_losses")
+class CorrelationCongruence(TrainableLayerLoss):
+    """Peng et al., ICCV 2019, as RepDistiller (`relation.correlation_congruence`)
+    on embeddings `[B, C]` (RepDistiller: the pooled vectors, weight 0.02 next
+    to the CE), each through its own trainable `relation.LinearEmbed` to
+    `embed_dim` features (both train, as RepDistiller's `embed_s` and
+    `embed_t`).
+
+    Args:
+        embed_dim: RepDistiller's `--feat_dim` (128).
+    """
+
+    def __init__(self, teacher_layer_name, student_layer_name, embed_dim=128, name=None):
+        super().__init__(teacher_layer_name, student_layer_name, name=name)
+        self.embed_dim = embed_dim
+
+    def check_shapes(self, teacher_shape, student_shape):
+        _embeddings(self, teacher_shape, student_shape)
+
+    def build(self, teacher_shape, student_shape):
+        self.student_embed = relation.LinearEmbed(self.embed_dim, name="embed_s")
+        self.teacher_embed = relation.LinearEmbed(self.embed_dim, name="embed_t")
+        self.student_embed.build(student_shape)
+        self.teacher_embed.build(teacher_shape)
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        return relation.correlation_congruence(self.student_embed(student_outputs),
+                                               self.teacher_embed(teacher_outputs))
+
+    def get_config(self):
+        return {**super().get_config(), "embed_dim": self.embed_dim}

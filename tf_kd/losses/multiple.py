@@ -1,6 +1,7 @@
-"""Multi-connection knowledge: features at several depths (TF1 `nets/Multiple.py`).
+"""Multi-connection knowledge: features at several depths (TF1 `nets/Multiple.py`);
+beyond TF1, ReviewKD's attention-based fusion and hierarchical context loss.
 
-The modules below are built with TF1's effective arguments: as parts of the
+The TF1 methods' modules are built with TF1's effective arguments: as parts of the
 network function they inherit `ResNet_arg_scope` (no bias, fan-out variance
 scaling, L2 weight decay; batch norm with decay 0.9, epsilon 1e-5, run as
 `layers.FUSED_EPSILON`, and L2 on gamma/beta), and their batch norms always
@@ -9,8 +10,10 @@ scope).
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from nets import torch_layers as tl
 from tf_kd import layers
 
 
@@ -147,3 +150,148 @@ def vid(student_feats, teacher_feats, regressors):
         losses.append(tf.reduce_mean(tf.math.log(variance)
                                      + tf.square(t - regressor(s)) / variance) / 2)
     return tf.add_n(losses)
+
+
+# -- Beyond TF1: ReviewKD (Chen et al., "Distilling knowledge via knowledge
+# review", CVPR 2021), as dvlab-research/ReviewKD
+# cede6ea6387ae9b6127de0e561507177bf19c11e `CIFAR-100/model/reviewkd.py`
+# (mdistiller a08d46f10d6102bd6e3f258ca5ac880b020ea259
+# `mdistiller/distillers/ReviewKD.py` is the same code).
+
+def as_map(feature):
+    """A pooled vector `[B, C]` as the `[B, 1, 1, C]` map the reference
+    feeds its ABF (`pooled_feat.unsqueeze(-1).unsqueeze(-1)`); maps unchanged."""
+    return feature[:, None, None, :] if len(feature.shape) == 2 else feature
+
+
+def nearest_resize(x, size):
+    """`F.interpolate(x, size, mode="nearest")`: output pixel `i` takes
+    input pixel `floor(i * in / out)` (not Keras' half-pixel centres)."""
+    if tuple(x.shape[1:3]) == tuple(size):
+        return x
+    return tf.raw_ops.ResizeNearestNeighbor(images=x, size=list(size), align_corners=False,
+                                            half_pixel_centers=False)
+
+
+@keras.saving.register_keras_serializable(package="tf_kd")
+class ABF(keras.layers.Layer):
+    """ReviewKD's attention-based fusion (`ABF`): the student feature through
+    a 1x1 convolution to `mid_channels` and batch norm; where `fuse`, the
+    deeper level's residual, resized to it (nearest), is blended in by two
+    sigmoid attention maps of a 1x1 convolution (with bias) of both; the
+    result is resized to the teacher's size and becomes, through a 3x3
+    convolution to `out_channels` (the teacher's width) and batch norm, the
+    output; the blend is the residual handed to the next, shallower level.
+
+    Initialised as the reference: both convolutions `kaiming_uniform_(a=1)`
+    (uniform in `±sqrt(3 / fan_in)`), the attention convolution PyTorch's
+    default, batch norms `nn.BatchNorm2d`'s; every parameter under the weight
+    decay of the reference's SGD (here TF1's `l2_regularizer`)."""
+
+    def __init__(self, mid_channels, out_channels, fuse, weight_decay=layers.WEIGHT_DECAY,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.mid_channels, self.out_channels, self.fuse = mid_channels, out_channels, fuse
+        self.weight_decay = weight_decay
+        decay = layers.l2_regularizer(weight_decay)
+        kaiming_uniform = keras.initializers.VarianceScaling(1.0, "fan_in", "uniform")
+        self.conv1 = keras.layers.Conv2D(mid_channels, 1, use_bias=False, name="conv1",
+                                         kernel_initializer=kaiming_uniform,
+                                         kernel_regularizer=decay)
+        self.conv2 = keras.layers.Conv2D(out_channels, 3, padding="same", use_bias=False,
+                                         name="conv2", kernel_initializer=kaiming_uniform,
+                                         kernel_regularizer=decay)
+        self.bn1, self.bn2 = [layers.BatchNormalization(
+            momentum=tl.MOMENTUM, epsilon=tl.EPSILON, gamma_regularizer=decay,
+            beta_regularizer=decay, name=name) for name in ("bn1", "bn2")]
+        default = tl.pytorch_default(2 * mid_channels, 2)
+        self.att_conv = keras.layers.Conv2D(
+            2, 1, activation="sigmoid", name="att_conv", kernel_initializer=default,
+            bias_initializer=default, kernel_regularizer=decay,
+            bias_regularizer=decay) if fuse else None
+
+    def build(self, input_shape):
+        self.conv1.build(input_shape)
+        mid_shape = (*input_shape[:-1], self.mid_channels)
+        self.bn1.build(mid_shape)
+        self.conv2.build(mid_shape)
+        self.bn2.build((*input_shape[:-1], self.out_channels))
+        if self.att_conv is not None:
+            self.att_conv.build((*input_shape[:-1], 2 * self.mid_channels))
+
+    def call(self, x, residual=None, out_size=None, training=False):
+        """`(output, residual)` of the student feature `x` `[B, H, W, C]`
+        and the deeper level's residual; `out_size` is the teacher's (H, W)."""
+        x = self.bn1(self.conv1(x), training=training)
+        if self.att_conv is not None:
+            residual = nearest_resize(residual, x.shape[1:3])
+            attention = self.att_conv(tf.concat([x, residual], -1))
+            x = x * attention[..., :1] + residual * attention[..., 1:]
+        x = nearest_resize(x, out_size)
+        return self.bn2(self.conv2(x), training=training), x
+
+    def get_config(self):
+        return {**super().get_config(), "mid_channels": self.mid_channels,
+                "out_channels": self.out_channels, "fuse": self.fuse,
+                "weight_decay": self.weight_decay}
+
+
+def review_fusions(student_shapes, teacher_shapes, max_mid_channels=512):
+    """ReviewKD's ABFs, shallow to deep, one per (student, teacher) feature
+    shape pair (`[B, C]` or `[B, H, W, C]`), built: `mid_channels =
+    min(512, C of the deepest student feature)`, each to its teacher
+    feature's width, all but the deepest fusing a residual."""
+    mid_channels = min(max_mid_channels, student_shapes[-1][-1])
+    abfs = []
+    for i, (s, t) in enumerate(zip(student_shapes, teacher_shapes)):
+        abf = ABF(mid_channels, t[-1], fuse=i < len(student_shapes) - 1, name=f"abf{i}")
+        abf.build(tuple(s) if len(s) == 4 else (s[0], 1, 1, s[-1]))
+        abfs.append(abf)
+    return abfs
+
+
+def review(student_feats, abfs, out_sizes, training=False):
+    """ReviewKD's review of the student features (shallow to deep, the
+    pooled one last): from the deepest up, each level's ABF fuses the
+    residual of the level below it; the outputs, shallow to deep, are to
+    match the teacher's features, of sizes `out_sizes`."""
+    outputs, residual = [], None
+    for feature, abf, size in reversed(list(zip(student_feats, abfs, out_sizes))):
+        output, residual = abf(as_map(feature), residual=residual, out_size=size,
+                               training=training)
+        outputs.insert(0, output)
+    return outputs
+
+
+def adaptive_average_pool(x, size):
+    """`F.adaptive_avg_pool2d(x, (size, size))` of `[B, H, W, C]`: output
+    row `i` averages input rows `floor(i H / size)` to `ceil((i + 1) H /
+    size) - 1`, and the same for columns."""
+    def bins(n):
+        weights = np.zeros([size, n], np.float32)
+        for i in range(size):
+            start, end = i * n // size, -(-(i + 1) * n // size)
+            weights[i, start:end] = 1 / (end - start)
+        return weights
+
+    return tf.einsum("ih,bhwc,jw->bijc", bins(x.shape[1]), x, bins(x.shape[2]))
+
+
+def hcl(student_feats, teacher_feats, levels=(4, 2, 1)):
+    """ReviewKD's hierarchical context loss `hcl`: per pair of features
+    (same shape), the mean squared error plus, for each pyramid level `l`
+    of 4, 2, 1 below the height, the mean squared error of the `l x l`
+    adaptive average pools weighted 1/2, 1/4, 1/8 (halved at each level
+    used), over the sum of the weights; summed over the pairs."""
+    total = 0.0
+    for s, t in zip(student_feats, teacher_feats):
+        loss, weight, weights = tf.reduce_mean(tf.square(s - t)), 1.0, 1.0
+        for level in levels:
+            if level >= s.shape[1]:
+                continue
+            weight /= 2
+            loss += weight * tf.reduce_mean(tf.square(
+                adaptive_average_pool(s, level) - adaptive_average_pool(t, level)))
+            weights += weight
+        total += loss / weights
+    return total

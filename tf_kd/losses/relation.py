@@ -1,5 +1,6 @@
 """Relational knowledge: relations between the examples of a batch (TF1
-`nets/Relation.py`): RKD and MHGD.
+`nets/Relation.py`): RKD and MHGD; beyond TF1, RepDistiller's PKT, SP, CC and
+CRD.
 
 MHGD (Seunghyun Lee and Byung Cheol Song, "Graph-based knowledge
 distillation by multi-head attention network", BMVC 2019) in brief:
@@ -24,6 +25,8 @@ and the MHGD `arg_scope`s remove the regularisers: dense layers without bias
 fan-out initialiser, batch norms with decay 0.9, epsilon 1e-5 (run as
 `layers.FUSED_EPSILON`), scale and center, and no L2 term in `losses`.
 """
+
+import math
 
 import keras
 import tensorflow as tf
@@ -324,3 +327,177 @@ def mha_loss(teacher_vectors, graphs, scale=5e-4, seed=None):
     `weight_penalty(scale)`."""
     penalty = tf.add_n([graph.weight_penalty(scale) for graph in graphs])
     return estimator_loss(teacher_vectors, graphs, seed=seed) + penalty
+
+
+# -- Beyond TF1: RepDistiller's relation methods (HobbitLong/RepDistiller
+# b84f547c5db6a35318d4671d7d5c4de74c822403, `distiller_zoo/`).
+
+def pkt(student, teacher, eps=1e-7):
+    """Passalis & Tefas, "Learning deep representations with probabilistic
+    knowledge transfer", ECCV 2018 (RepDistiller `distiller_zoo/PKT.py`), on
+    embeddings `[B, C]` (the sizes may differ): each network's cosine
+    similarities between the examples, mapped to [0, 1] by `(cos + 1) / 2`
+    and normalised per row into conditional probabilities `P`; the loss is
+    `mean_ij P_t log((P_t + eps) / (P_s + eps))` over the `B x B` entries."""
+    def conditional_probabilities(x):
+        norm = tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(x), 1, keepdims=True), 1e-24))
+        x = x / (norm + eps)
+        similarity = (tf.matmul(x, x, transpose_b=True) + 1) / 2
+        return similarity / tf.reduce_sum(similarity, 1, keepdims=True)
+
+    p_s, p_t = conditional_probabilities(student), conditional_probabilities(teacher)
+    return tf.reduce_mean(p_t * tf.math.log((p_t + eps) / (p_s + eps)))
+
+
+def similarity_preserving(student, teacher):
+    """Tung & Mori, "Similarity-preserving knowledge distillation", ICCV 2019
+    (RepDistiller `distiller_zoo/SP.py`), on one feature of each network (any
+    shape `[B, ...]`, flattened per example): the `B x B` Gram matrices,
+    each row l2-normalised, and `||G_t - G_s||_F^2 / B^2`."""
+    def gram(x):
+        x = tf.reshape(x, [tf.shape(x)[0], -1])
+        # F.normalize: x / max(||x||, 1e-12)
+        return tf.math.l2_normalize(tf.matmul(x, x, transpose_b=True), 1, epsilon=1e-24)
+
+    batch = tf.cast(tf.shape(student)[0], student.dtype)
+    return tf.reduce_sum(tf.square(gram(teacher) - gram(student))) / batch ** 2
+
+
+def correlation_congruence(student, teacher):
+    """Peng et al., "Correlation congruence for knowledge distillation", ICCV
+    2019, as RepDistiller's `Correlation` (`distiller_zoo/CC.py`, the
+    authors' code) on embeddings `[B, D]` of the same size: with `delta =
+    |e_s - e_t|`, the mean over consecutive examples of `sum_d delta_b
+    delta_{b+1}`."""
+    delta = tf.abs(student - teacher)
+    return tf.reduce_mean(tf.reduce_sum(delta[:-1] * delta[1:], 1))
+
+
+@keras.saving.register_keras_serializable(package="tf_kd")
+class LinearEmbed(keras.layers.Layer):
+    """RepDistiller's `LinearEmbed` (`models/util.py`), which CC puts on the
+    pooled vector of each network: a dense layer with bias to `units` (128)
+    features, initialised as PyTorch's `nn.Linear` (weights and bias uniform
+    in `±1/sqrt(fan_in)`), both under the weight decay every trained
+    parameter has there (SGD's 5e-4, here TF1's `l2_regularizer`)."""
+
+    def __init__(self, units=128, weight_decay=layers.WEIGHT_DECAY, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.weight_decay = weight_decay
+
+    def build(self, input_shape):
+        bound = 1 / float(input_shape[-1]) ** 0.5
+        self.linear = layers.dense(
+            self.units, "linear", self.weight_decay, use_bias=True,
+            kernel_initializer=keras.initializers.RandomUniform(-bound, bound),
+            bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+            bias_regularizer=layers.l2_regularizer(self.weight_decay))
+        self.linear.build(input_shape)
+
+    def call(self, x):
+        return self.linear(x)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "weight_decay": self.weight_decay}
+
+
+# -- Beyond TF1: CRD (Tian et al., "Contrastive representation distillation",
+# ICLR 2020), as RepDistiller (HobbitLong/RepDistiller
+# b84f547c5db6a35318d4671d7d5c4de74c822403, `crd/criterion.py`, `crd/memory.py`).
+
+@keras.saving.register_keras_serializable(package="tf_kd")
+class Embed(LinearEmbed):
+    """CRD's `Embed` (`crd/criterion.py`): the flattened feature through a
+    linear layer with bias, initialised as PyTorch's `nn.Linear`, then
+    divided by its l2 norm (`Normalize(2)`, no epsilon)."""
+
+    def build(self, input_shape):
+        super().build([input_shape[0], math.prod(input_shape[1:])])
+
+    def call(self, x):
+        x = self.linear(tf.reshape(x, [tf.shape(x)[0], -1]))
+        return x / tf.norm(x, axis=1, keepdims=True)
+
+
+@keras.saving.register_keras_serializable(package="tf_kd")
+class ContrastMemory(keras.layers.Layer):
+    """CRD's `ContrastMemory` (`crd/memory.py`): one memory bank per network
+    of `size` (the training images) embeddings of `feat_dim` features,
+    non-trainable variables drawn uniform in `±1 / sqrt(feat_dim / 3)`.
+
+    `call(v_s, v_t, indices, contrast_indices)` (`contrast_indices` `[B,
+    K + 1]`, the example's own index first) scores each student embedding
+    against the teacher bank's gathered entries and each teacher embedding
+    against the student bank's, `exp(m . v / T) / Z`, and then moves the
+    examples' entries towards their embeddings (`update`). Each `Z` is set
+    once, on the first batch, to `size` times the mean of that batch's
+    `exp(m . v / T)`, and is a constant from then on. A step's cost is the
+    gather of `B (K + 1)` entries and the scatter of `B`, whatever `size`."""
+
+    def __init__(self, size, feat_dim=128, temperature=0.07, momentum=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.feat_dim = size, feat_dim
+        self.temperature, self.momentum = temperature, momentum
+        bound = 1 / math.sqrt(feat_dim / 3)
+        bank = keras.initializers.RandomUniform(-bound, bound)
+        # `memory_v1`, `memory_v2` and `Z_v1`, `Z_v2` of the reference
+        self.memory_s = self.add_weight(shape=(size, feat_dim), initializer=bank,
+                                        trainable=False, name="memory_s")
+        self.memory_t = self.add_weight(shape=(size, feat_dim), initializer=bank,
+                                        trainable=False, name="memory_t")
+        self.z_s = self.add_weight(shape=(), initializer=keras.initializers.Constant(-1.0),
+                                   trainable=False, name="z_s")
+        self.z_t = self.add_weight(shape=(), initializer=keras.initializers.Constant(-1.0),
+                                   trainable=False, name="z_t")
+
+    def scores(self, memory, v, contrast_indices, z):
+        """`exp(m_k . v / T) / Z` `[B, K + 1]` over the gathered entries
+        `m_k`, setting `Z` where it is not set yet."""
+        entries = tf.stop_gradient(tf.gather(memory, contrast_indices))
+        out = tf.exp(tf.einsum("bkd,bd->bk", entries, v) / self.temperature)
+        z.assign(tf.where(z < 0, tf.stop_gradient(tf.reduce_mean(out)) * self.size, z))
+        return out / z
+
+    def update(self, v_s, v_t, indices):
+        """`m[i] = normalize(momentum m[i] + (1 - momentum) v)` for the
+        examples `indices` of each bank (the reference's `index_copy_`)."""
+        for memory, v in ((self.memory_s, v_s), (self.memory_t, v_t)):
+            moved = (self.momentum * tf.gather(memory, indices)
+                     + (1 - self.momentum) * tf.stop_gradient(v))
+            memory.value.scatter_update(tf.IndexedSlices(     # the tf.Variable of Keras'
+                moved / tf.norm(moved, axis=1, keepdims=True), indices))
+
+    def call(self, v_s, v_t, indices, contrast_indices):
+        out_s = self.scores(self.memory_t, v_s, contrast_indices, self.z_s)
+        out_t = self.scores(self.memory_s, v_t, contrast_indices, self.z_t)
+        self.update(v_s, v_t, indices)
+        return out_s, out_t
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "feat_dim": self.feat_dim,
+                "temperature": self.temperature, "momentum": self.momentum}
+
+
+def contrast_loss(scores, size, eps=1e-7):
+    """CRD's `ContrastLoss` (Eq. 18; `crd/criterion.py`) on scores `[B, K +
+    1]`, the positive first: with the noise probability `P_n = 1 / size`,
+    `-(sum_b log(P_pos / (P_pos + K P_n + eps)) + sum_bk log(K P_n / (P_neg
+    + K P_n + eps))) / B`."""
+    negatives = scores.shape[1] - 1
+    noise = negatives / size
+    positive, negative = scores[:, 0], scores[:, 1:]
+    log_d1 = tf.math.log(positive / (positive + noise + eps))
+    log_d0 = tf.math.log(noise / (negative + noise + eps))
+    batch = tf.cast(tf.shape(scores)[0], scores.dtype)
+    return -(tf.reduce_sum(log_d1) + tf.reduce_sum(log_d0)) / batch
+
+
+def crd(v_s, v_t, indices, contrast_indices, memory):
+    """CRD's `CRDLoss` on the embeddings `v_s`, `v_t` (`Embed`): the
+    contrast loss of the student anchored on the teacher's bank plus that of
+    the teacher anchored on the student's, `memory` (`ContrastMemory`)
+    updated with the batch."""
+    out_s, out_t = memory(v_s, v_t, indices, contrast_indices)
+    return contrast_loss(out_s, memory.size) + contrast_loss(out_t, memory.size)
