@@ -29,3 +29,13 @@ def batch_norm_inference(x, gamma, beta, mean, var, eps=1e-5):
 
 def relu(x):
     return np.maximum(x, 0)
+
+
+def numeric_gradient(f, x, h=1e-6):
+    """Central differences of the scalar `f` at `x` (float64)."""
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[i] = h
+        grad[i] = (f(x + step) - f(x - step)) / (2 * h)
+    return grad

@@ -9,19 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from reference import numeric_gradient
 from tf_kd.losses import multiple, relation
 
 RNG = np.random.RandomState(21)
-
-
-def numeric_gradient(f, x, h=1e-6):
-    """Central differences of the scalar `f` at `x` (float64)."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[i] = h
-        grad[i] = (f(x + step) - f(x - step)) / (2 * h)
-    return grad
 
 
 def normalize(x):

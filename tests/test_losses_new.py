@@ -8,20 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from reference import log_softmax, softmax
+from reference import log_softmax, numeric_gradient, softmax
 from tf_kd.losses import relation, response
 
 RNG = np.random.RandomState(21)
-
-
-def numeric_gradient(f, x, h=1e-6):
-    """Central differences of the scalar `f` at `x` (float64)."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[i] = h
-        grad[i] = (f(x + step) - f(x - step)) / (2 * h)
-    return grad
 
 
 def check_gradient(loss, reference, student, *rest):
