@@ -51,7 +51,10 @@ PROTOCOL = ["--dataset=fashion_mnist", "--width=0.25", "--train_subset=5000",
             "--batch_size=32", f"--train_epoch={TRAIN_EPOCH}", "--verbose=2"]
 # Soft_logits as Hinton et al. weigh it (the KL times T^2, equal weights);
 # TF1's 0.3 without T^2 weighs the soft term 27 times less (0.3 against 0.5 x 16).
-METHOD_FLAGS = ["--kd_alpha=0.5", "--kd_t_squared"]
+# DKD's and ReviewKD's warm-ups (20 of 240 epochs in their references) scaled
+# like the initialisation phases: 1 epoch. autotrain gives each flag only to
+# the method that takes it.
+METHOD_FLAGS = ["--kd_alpha=0.5", "--kd_t_squared", "--dkd_warmup=1", "--reviewkd_warmup=1"]
 
 
 def command(argv):

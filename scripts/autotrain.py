@@ -15,7 +15,10 @@ the failed trials and exits with status 1 if there are any. Arguments after
 `--teacher_precision` only to the methods that distil from a trained
 teacher, a method's own flags (`--nst_*`, `--dfkd_*`, ...) only to it,
 `--teacher_model_name` to the methods with a teacher and, as its
-`--model_name`, to `Teacher`. When `Teacher` is among
+`--model_name`, to `Teacher`. A `--flagfile` (e.g. a recipe of
+`recipes/cifar100/`) is read as `train.py` reads it and its flags are
+given out the same way; a `--Distillation` there (a method's recipe) is
+left to `--methods`, which must name it. When `Teacher` is among
 the methods and no `--teacher` is given, the other methods distil from
 `root/Teacher/trial0`, so one command trains the teacher and then every
 student (none starts if the teacher does not finish).
@@ -31,6 +34,8 @@ import os
 import signal
 import subprocess
 import sys
+
+from absl import flags as absl_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -81,6 +86,27 @@ def teacher_network(flags, extra):
     return [a for a in flags if not a.startswith("--model_name=")] + [f"--model_name={names[-1]}"]
 
 
+def expand_flagfiles(args):
+    """`args` with each `--flagfile` replaced by the flags its file holds,
+    read as absl reads them for `train.py` (nested files, comments left out),
+    so that each flag goes only to the trials that take it."""
+    try:
+        return absl_flags.FlagValues().read_flags_from_files(args, force_gnu=True)
+    except absl_flags.Error as error:
+        sys.exit(f"autotrain: {' '.join(str(error).replace('ERROR::', '').split())}")
+
+
+def left_to_methods(extra, methods):
+    """`extra` without its `--Distillation` flags, each of which must name
+    one of `methods` (a method's recipe file sets one: `--methods` decides
+    each trial's method)."""
+    for arg in extra:
+        if arg.startswith("--Distillation=") and arg.split("=", 1)[1] not in methods:
+            sys.exit(f"autotrain: {arg} (after --): each trial's method comes from --methods="
+                     f"{','.join(methods)}; add it there or drop the flag.")
+    return [a for a in extra if not a.startswith("--Distillation=")]
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", required=True,
@@ -88,8 +114,8 @@ def main(argv):
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--root", required=True, help="parent of the train_dirs")
     args, extra = parser.parse_known_args(argv)
-    extra = [a for a in extra if a != "--"]
     methods = args.methods.split(",")
+    extra = left_to_methods(expand_flagfiles([a for a in extra if a != "--"]), methods)
     teacher = []
     if "Teacher" in methods and not any(a.startswith("--teacher=") for a in extra):
         methods.sort(key=lambda m: m != "Teacher")      # the teacher first

@@ -6,9 +6,14 @@ commit, and the paper its table comes from); none was reproduced here.
 The publishers trained with the reference recipe (`--schedule=reference`,
 240 epochs, batch 64, learning rate 0.05, 0.01 for MobileNetV2 and the
 ShuffleNets, weight decay 5e-4, crop and flip: `recipes/cifar100/`), and
-report one number per run, not a last / best pair. ReviewKD's CIFAR-100
-numbers are in its paper only (its README links none): not entered here.
-"""
+report one number per run, not a last / best pair.
+
+ReviewKD has no entry: neither dvlab-research/ReviewKD's READMEs (commit
+cede6ea6, `README.md`, `CIFAR-100/README.md`) nor mdistiller's README (commit
+a08d46f1, nor any earlier version of it) publishes its CIFAR-100 numbers;
+its paper (Chen et al., CVPR 2021) does. `report.py --published` shows a
+ReviewKD trial's pair with an empty published column (and no warning: the
+method here is its reference's)."""
 
 SOURCES = {
     "RepDistiller": "HobbitLong/RepDistiller README.md, 'Benchmark Results on CIFAR-100' "
@@ -115,7 +120,7 @@ PAIRS = tuple(PUBLISHED)
 # The methods whose `--Distillation` key here follows its publisher's code
 # (docs/methods.md); the others (FitNet, AT, AB, FT, FSP, VID, RKD, NST) are
 # TF1's procedures, which RepDistiller's differ from.
-PORTED = ("KD", "DKD", "DIST", "KD+LS", "DKD+LS", "PKT", "SP", "CC", "CRD")
+PORTED = ("KD", "DKD", "DIST", "KD+LS", "DKD+LS", "PKT", "SP", "CC", "CRD", "ReviewKD")
 
 # What every publisher trained with; `learning_rate` is 0.01 for SMALL students.
 SETTING = {"dataset": "cifar100", "schedule": "reference", "train_epoch": 240, "batch_size": 64,
