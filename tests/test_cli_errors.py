@@ -43,11 +43,10 @@ def assert_one_line(result, status, *words):
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A finished teacher run, validated on the first 100 test images."""
-    train_dir = tmp_path_factory.mktemp("teacher") / "run"
-    training.train(tiny(train_dir, main_scope="Teacher"))
-    return train_dir
+def teacher(tiny_teacher):
+    """A finished teacher run, validated on the first 100 test images (tests/conftest.py's,
+    `tiny(main_scope="Teacher")`)."""
+    return tiny_teacher
 
 
 # -- Flags, Ctrl-C, the programs as a library --------------------------------------

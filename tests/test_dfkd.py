@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import scipy.io as sio
 import tensorflow as tf
 
 import dataloader
@@ -206,11 +207,15 @@ def saved_teacher(tmp_path, input_shape, num_classes):
 
 
 def test_dfkd_through_train_writes_and_learns_from_its_transfer_set(tmp_path):
+    """(DFKD's run of tests/test_training_methods.py's every method: the same checks.)"""
     config = tiny(tmp_path, saved_teacher(tmp_path, (32, 32, 3), 100))
     history = training.train(config)
     assert len(history.history["val_accuracy"]) == 1
-    assert np.isfinite(history.history["loss"][0])
+    assert np.size(sio.loadmat(os.path.join(config.train_dir, "log.mat"))["validation_acc"]) == 1
+    assert np.all(np.isfinite(history.history["loss"]))
     assert history.history["distillation_loss"][0] > 0
+    saved = sio.loadmat(os.path.join(config.train_dir, "train_params.mat"))
+    assert "Student/full/biases" in saved and not any(k.startswith("Teacher/") for k in saved)
     saved = transfer_set.load(os.path.join(config.train_dir, "transfer_set.npz"))
     assert saved.kind == "synthesised" and saved.images.shape == (64, 32, 32, 3)
     assert json.loads(saved.settings)["steps"] == 2

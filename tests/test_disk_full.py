@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from test_run_safety import ENV, FLAGS, ROOT, assert_same_outcome, reference, tiny  # noqa: F401
+from test_run_safety import (  # noqa: F401  (reference, reference_run: fixtures)
+    ENV, FLAGS, ROOT, assert_same_outcome, reference, reference_run, tiny)
 from tf_kd import run_record, training
 
 
@@ -45,6 +46,9 @@ def test_a_full_disk_fails_in_one_line_and_resume_finishes(point, left, failed_a
     record = run_record.read(train_dir)
     assert record["state"] == run_record.FAILED, record
     assert record["reason"].startswith(f"no space left on the device writing {train_dir}")
+    # the last finished epoch's state is kept, whole
+    assert record["epochs_done"] == (3 if point == "model.keras" else 1)
+    assert not [n for n in os.listdir(train_dir / "state") if n.startswith(".partial-")]
     filler.unlink()
     training.train(tiny(train_dir, resume=True))
     assert_same_outcome(train_dir, reference)

@@ -57,7 +57,7 @@ def test_keys_are_the_tf1_ones_then_the_added_methods():
     assert list(DISTILLERS)[:13] == ["None", "Soft_logits", "DML", "FT", "FitNet", "AT", "AB",
                                      "VID", "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD"]
     assert list(DISTILLERS)[13:] == ["NST", "KA", "DFKD", "KD", "DKD", "DIST", "PKT", "SP",
-                                     "CC", "CRD", "ReviewKD"]
+                                     "CC", "CRD", "ReviewKD", "IRG"]
     with pytest.raises(ValueError, match="Soft_logits.*MHGD"):
         get_distiller("Hinton")
 
@@ -90,6 +90,7 @@ MAIN_PHASE = {
     "CC": "student+modules",   # both embeddings train, as RepDistiller's embed_s, embed_t
     "CRD": "student+modules",  # both embeddings (the memory banks are not trainable)
     "ReviewKD": "student+modules",   # the ABFs
+    "IRG": "student",
 }
 # The epoch of the main phase's step: ReviewKD's warm-up weighs epoch 0 by 0.
 MAIN_PHASE_EPOCH = {"ReviewKD": 1}

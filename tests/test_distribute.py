@@ -8,21 +8,26 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
-from tf_kd import training
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-@pytest.mark.parametrize("key", ["KD-SVD", "Soft_logits"])
-def test_two_steps_under_mirrored_strategy(key):
+MIRRORED_KEYS = ["KD-SVD", "Soft_logits"]
+
+
+def test_two_steps_under_mirrored_strategy():
+    """tests/distribute_check.py's check of each method, in one process (its
+    two logical CPUs are set as it is imported, before TensorFlow starts)."""
+    checks = "; ".join(f"distribute_check.main({key!r})" for key in MIRRORED_KEYS)
     result = subprocess.run(
-        [sys.executable, os.path.join(HERE, "distribute_check.py"), key],
+        [sys.executable, "-c", f"import distribute_check; {checks}"],
         capture_output=True, text=True, cwd=os.path.dirname(HERE),
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-             "PYTHONPATH": os.path.dirname(HERE)})
+             "PYTHONPATH": os.pathsep.join([HERE, os.path.dirname(HERE)])})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"OK {key}" in result.stdout
+    for key in MIRRORED_KEYS:
+        assert f"OK {key}" in result.stdout, result.stdout
 
 
 def free_port():
@@ -32,10 +37,9 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    train_dir = tmp_path_factory.mktemp("teacher") / "run"
-    training.train(training.Config(train_dir=str(train_dir), main_scope="Teacher", **TINY))
-    return str(train_dir)
+def teacher(tiny_teacher):
+    """The tiny teacher of tests/conftest.py (of this file's width and dataset)."""
+    return str(tiny_teacher)
 
 
 TINY = dict(dataset="synthetic", train_epoch=4, batch_size=32, width=0.125, train_subset=64,

@@ -105,6 +105,11 @@ CASES = {
     "CorrelationCongruence": ("thin", lambda p: kl.CorrelationCongruence("t_pool", f"{p}_pool"),
                               lambda loss, t, s: relation.correlation_congruence(
                                   loss.student_embed(s("pool")), loss.teacher_embed(t("pool")))),
+    "IRG": ("thin", lambda p: kl.IRG(["t_stage0", "t_stage1", "t_pool", "t_logits"],
+                                     [f"{p}_stage0", f"{p}_stage1", f"{p}_pool", f"{p}_logits"]),
+            lambda loss, t, s: relation.irg(
+                [s("stage0"), s("stage1"), s("pool"), s("logits")],
+                [t("stage0"), t("stage1"), t("pool"), t("logits")], (0.1, 5.0, 5.0))),
 }
 PREFIX = {"same": "s", "thin": "n"}
 
@@ -224,7 +229,8 @@ def test_non_default_arguments_survive_the_config():
               kl.NST("a", "b", kernel="linear", weight=3.0), kl.RKD("a", "b", 1.0, 2.0),
               kl.FSP(["a", "c"], ["b", "d"], weight=0.5), kl.KDSVD(["a", "c"], ["b", "d"], 2),
               kl.KD(2.0, True, "a", "b"), kl.DKD(2.0, 3.0, 1.5, True), kl.DIST(2.0, 0.5, 1.0),
-              kl.CorrelationCongruence("a", "b", embed_dim=16, name="cc1")]
+              kl.CorrelationCongruence("a", "b", embed_dim=16, name="cc1"),
+              kl.IRG(list("abcd"), list("efgh"), 1.0, 2.0, 3.0)]
     for loss in losses:
         restored = type(loss).from_config(loss.get_config())
         for key, value in loss.get_config().items():
@@ -235,7 +241,7 @@ def test_non_default_arguments_survive_the_config():
 
 @pytest.mark.parametrize("student_key,cases", [
     ("thin", ["SoftLogits", "FitNet", "AttentionTransfer", "ActivationBoundaries", "VID",
-              "NST", "RKD", "DKD-standardized", "CorrelationCongruence"]),
+              "NST", "RKD", "DKD-standardized", "CorrelationCongruence", "IRG"]),
     ("same", ["FSP", "KDEID", "VID"])])
 def test_keras_file_round_trip(nets, batch, tmp_path, student_key, cases):
     """A distiller saved to a `.keras` file loads with its losses, their
@@ -305,6 +311,11 @@ def test_misuse_is_an_error(nets):
     for loss in (kl.PKT, kl.CorrelationCongruence):
         with pytest.raises(ValueError, match="embeddings"):
             distiller(nets, "thin", [loss("t_stage1", "n_stage1")])
+    with pytest.raises(ValueError, match="IRG cannot relate the student's first two layers"):
+        distiller(nets, "thin", [kl.IRG(["t_stage0", "t_stage1", "t_pool", "t_logits"],
+                                        ["n_stage1", "n_stage0", "n_pool", "n_logits"])])
+    with pytest.raises(ValueError, match="four layers"):
+        kl.IRG(["a", "b", "c", "d", "e"], ["a", "b", "c", "d", "e"])
     with pytest.raises(ValueError, match="both models"):
         kl.AttentionTransfer("t_stage0", None)
     with pytest.raises(ValueError, match="at least 2"):

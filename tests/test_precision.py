@@ -51,11 +51,10 @@ def test_bfloat16_step_is_finite_and_close_to_float32(key, batch):
         assert mixed[name] == pytest.approx(full[name], rel=0.05, abs=1e-3), name
 
 
-def test_float16_with_loss_scaling_trains_a_clipped_method(tmp_path):
-    teacher = tmp_path / "teacher"
+def test_float16_with_loss_scaling_trains_a_clipped_method(tiny_teacher, tmp_path):
+    teacher = tiny_teacher      # tests/conftest.py's, of this width and dataset
     tiny = dict(dataset="synthetic", train_epoch=1, batch_size=32, width=0.125,
                 train_subset=64, test_subset=50, verbose=0)
-    training.train(training.Config(train_dir=str(teacher), main_scope="Teacher", **tiny))
     result = training.train(training.Config(
         train_dir=str(tmp_path / "svd"), Distillation="KD-SVD", teacher=str(teacher),
         precision="mixed_float16", **tiny))
@@ -78,11 +77,10 @@ def test_mixed_precision_run_exports_float32_models(tmp_path):
     assert result.record["config"]["precision"] == "mixed_bfloat16"
 
 
-def test_teacher_precision_puts_the_frozen_teacher_alone_in_bfloat16(tmp_path):
+def test_teacher_precision_puts_the_frozen_teacher_alone_in_bfloat16(tiny_teacher, tmp_path):
     tiny = dict(dataset="synthetic", train_epoch=1, batch_size=32, width=0.125,
                 train_subset=64, test_subset=50, verbose=0)
-    teacher = tmp_path / "teacher"
-    training.train(training.Config(train_dir=str(teacher), main_scope="Teacher", **tiny))
+    teacher = tiny_teacher      # tests/conftest.py's, of this width and dataset
     config = training.Config(train_dir=str(tmp_path / "kd"), Distillation="Soft_logits",
                              teacher=str(teacher), teacher_precision="mixed_bfloat16", **tiny)
     data = dataloader.load("synthetic", train_subset=64, test_subset=50)

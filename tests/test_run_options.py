@@ -81,6 +81,17 @@ def test_bad_budgets_are_refused_before_anything_is_written(tmp_path, overrides,
     assert not train_dir.exists()
 
 
+@pytest.fixture(scope="module")
+def untrained_teacher(tmp_path_factory):
+    """A teacher network of the synthetic set, saved as a .keras file outside any run."""
+    import nets
+    data = dataloader.load("synthetic", train_subset=64, test_subset=10)
+    teacher = nets.ResNet(data.image_shape, data.num_classes, "Teacher", width=0.125)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.keras"
+    teacher.save(path)
+    return path
+
+
 @pytest.mark.parametrize("method, flags, attributes", [
     ("Soft_logits", dict(kd_alpha=0.5, kd_temperature=2.0, kd_t_squared=True),
      dict(alpha=0.5, temperature=2.0, t_squared=True)),
@@ -97,13 +108,10 @@ def test_bad_budgets_are_refused_before_anything_is_written(tmp_path, overrides,
      dict(weight=0.5, nce_k=8)),
     ("ReviewKD", dict(reviewkd_weight=5.0, reviewkd_warmup=3), dict(weight=5.0, warmup=3)),
 ])
-def test_a_methods_own_flags_reach_it(tmp_path, method, flags, attributes):
-    import nets
+def test_a_methods_own_flags_reach_it(untrained_teacher, method, flags, attributes):
     data = dataloader.load("synthetic", train_subset=64, test_subset=10)
-    teacher = nets.ResNet(data.image_shape, data.num_classes, "Teacher", width=0.125)
-    teacher.save(tmp_path / "teacher.keras")
     config = training.Config(Distillation=method, dataset="synthetic", width=0.125,
-                             teacher=str(tmp_path / "teacher.keras"), **flags)
+                             teacher=str(untrained_teacher), **flags)
     distiller = training.build_distiller(config, data)
     assert {k: getattr(distiller, k) for k in attributes} == attributes
     if method == "CRD":          # a memory entry per training image of the run

@@ -86,7 +86,7 @@ def test_trials_and_report(tmp_path):
 
 
 def test_autotrain_passes_sigterm_on_to_its_trial_and_waits_for_it(tmp_path):
-    root, flags = tmp_path / "runs", [*TINY, "--train_epoch=10"]
+    root, flags = tmp_path / "runs", [*TINY, "--train_epoch=4"]
     trial = root / "None" / "trial0"
     autotrain = subprocess.Popen(command("autotrain.py", "--methods=None", "--trials=1",
                                          f"--root={root}", "--", *flags),

@@ -64,6 +64,9 @@ class Config:
     crd_nce_m: float = 0.5                # momentum of the memory banks
     reviewkd_weight: float = 1.0
     reviewkd_warmup: int = 20             # epochs of ReviewKD's linear warm-up
+    irg_w_vert: float = 0.1               # IRG's weights: vertices (logits),
+    irg_w_edge: float = 5.0               # ... edges (distances between examples),
+    irg_w_tran: float = 5.0               # ... transformation (between two stages)
     nst_kernel: str = "poly"
     nst_with_kd: bool = False
     transfer_set: str = ""        # DFKD: .npz to reuse or write; "": train_dir/transfer_set.npz
@@ -170,7 +173,8 @@ def validate(config):
         value = getattr(c, flag)
         _require(math.isfinite(value) and value > 0, flag, value, "must be a positive number")
     for flag in ("weight_decay", "dfkd_activation_weight", "ls_kd_weight", "dkd_alpha",
-                 "dkd_beta", "dist_beta", "dist_gamma", "crd_weight", "reviewkd_weight"):
+                 "dkd_beta", "dist_beta", "dist_gamma", "crd_weight", "reviewkd_weight",
+                 "irg_w_vert", "irg_w_edge", "irg_w_tran"):
         value = getattr(c, flag)
         _require(math.isfinite(value) and value >= 0, flag, value, "must be >= 0")
     _require(0 <= c.seed < 2 ** 32, "seed", c.seed, "must be in [0, 2**32)")

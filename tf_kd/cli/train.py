@@ -97,6 +97,11 @@ def define_flags():
     flags.DEFINE_integer("reviewkd_warmup", 20,
                          "ReviewKD: epochs of the linear warm-up min(epoch / warmup, 1) of its "
                          "term, epochs from 0.")
+    flags.DEFINE_float("irg_w_vert", 0.1, "IRG: weight of its vertex term (logits' MSE).")
+    flags.DEFINE_float("irg_w_edge", 5.0,
+                       "IRG: weight of its edge term (distances between the batch's examples).")
+    flags.DEFINE_float("irg_w_tran", 5.0,
+                       "IRG: weight of its transformation term (between the last two stages).")
     flags.DEFINE_enum("nst_kernel", "poly", ["linear", "poly", "gaussian"],
                       "NST's MMD kernel (loss weight 50, 50, 16 as in the paper).")
     flags.DEFINE_boolean("nst_with_kd", False, "NST: add the Soft_logits term (KD+NST).")

@@ -4,14 +4,15 @@ representation (`shared.py`) and relation (`relation.py`); beyond TF1,
 knowledge adaptation for dense prediction (`adaptation.py`) and data-free
 distillation on a synthesised transfer set (`data_free.py`), and the logit
 and relation methods of RepDistiller, mdistiller and DIST (in `response.py`
-and `relation.py`), CRD (`relation.py`) and ReviewKD (`multiple.py`)."""
+and `relation.py`), CRD (`relation.py`), ReviewKD (`multiple.py`) and IRG
+(`relation.py`)."""
 
 from tf_kd.distillers.adaptation import KnowledgeAdaptation
 from tf_kd.distillers.base import Baseline, Distiller, InitializationDistiller
 from tf_kd.distillers.data_free import DataFreeKD
 from tf_kd.distillers.multiple import (NST, VID, ABDistillation, AttentionTransfer, FitNet,
                                       ReviewKD)
-from tf_kd.distillers.relation import (CRD, MHGD, PKT, RKD, CorrelationCongruence,
+from tf_kd.distillers.relation import (CRD, IRG, MHGD, PKT, RKD, CorrelationCongruence,
                                       SimilarityPreserving)
 from tf_kd.distillers.response import DIST, DKD, DML, KD, FactorTransfer, SoftLogits
 from tf_kd.distillers.shared import FSP, KDEID, KDSVD
@@ -45,6 +46,8 @@ DISTILLERS = {
     # contrastive representation distillation (RepDistiller) and knowledge review (ReviewKD)
     "CRD": CRD,
     "ReviewKD": ReviewKD,
+    # the survey's instance relationship graph (Knowledge-Distillation-Zoo)
+    "IRG": IRG,
 }
 
 

@@ -1,5 +1,5 @@
 """Relational knowledge: relations between examples (TF1 `nets/Relation.py`);
-beyond TF1, RepDistiller's PKT, SP, CC and CRD."""
+beyond TF1, RepDistiller's PKT, SP, CC and CRD, and IRG."""
 
 import numpy as np
 import tensorflow as tf
@@ -237,3 +237,57 @@ class CRD(Distiller):
         return self.multitask_step((images, labels), lambda student, teacher: self.weight * (
             relation.crd(self.student_embed(student["pool"]), self.teacher_embed(teacher["pool"]),
                          indices, contrast_indices, self.contrast)))
+
+
+class IRG(Distiller):
+    """Liu et al., "Knowledge distillation via instance relationship graph",
+    CVPR 2019, as AberHu/Knowledge-Distillation-Zoo
+    (65470c846c1300d555815da26999cbe2b51fc815, `kd_losses/irg.py`,
+    `train_kd.py --kd_mode irg --lambda_kd 1.0 --w_irg_vert 0.1 --w_irg_edge
+    5.0 --w_irg_tran 5.0`, its `example_train_script.sh`): `CE + IRG + decay`
+    (`relation.irg`). It reads what the reference's resnets hand it: the
+    last two stage outputs after their ReLU (`rb2`, `rb3`; here the last two
+    `feat{i}`), the pooled vector (`feat`) and the logits (`out`). The
+    vertices are the logits (mean squared error), the edges the normalised
+    squared distances between the batch's examples at the pooled vector and
+    both stages, the transformation each example's normalised squared
+    distance between the two stages of one network.
+
+    The edges are `B x B` matrices and the transformation stays within each
+    network, so the student's widths and sizes may differ from the
+    teacher's, as in the reference, without a connector. Within a network
+    the later stage must have the earlier one's width or twice it, and not a
+    larger size (the reference pools the earlier stage down and averages the
+    later one's channel pairs): other networks are refused, naming the
+    stages.
+    """
+
+    reads = (networks.STAGES, networks.POOL)
+    flags = {"irg_w_vert": "vertex_weight", "irg_w_edge": "edge_weight",
+             "irg_w_tran": "transformation_weight"}
+
+    def __init__(self, student, teacher, vertex_weight=0.1, edge_weight=5.0,
+                 transformation_weight=5.0, **kwargs):
+        super().__init__(student, teacher, **kwargs)
+        self.loss_weights = (vertex_weight, edge_weight, transformation_weight)
+        self.student_names = self.stage_pair(student, "student")
+        self.teacher_names = self.stage_pair(teacher, "teacher")
+
+    @staticmethod
+    def stage_pair(network, role):
+        """The names of `network`'s last two stage features, checked."""
+        names = feature_names(network)[-2:]
+        if len(names) < 2:
+            raise UserError(f"IRG relates the last two stage features of each network; the "
+                            f"{role} ({network.name}) has {len(names)}.")
+        problem = relation.irg_transformation_problem(*(network.output[n].shape for n in names))
+        if problem:
+            raise UserError(f"IRG cannot relate the {role}'s ({network.name}) {names[0]} and "
+                            f"{names[1]}: {problem}.")
+        return names
+
+    def train_step(self, data):
+        return self.multitask_step(data, lambda student, teacher: relation.irg(
+            [*stage_features(student, self.student_names), student["pool"], student["logits"]],
+            [*stage_features(teacher, self.teacher_names), teacher["pool"], teacher["logits"]],
+            self.loss_weights))

@@ -15,12 +15,13 @@ procedures only `tf_kd.distillers` reproduces.
 
 from tf_kd.keras_losses.base import LayerLoss, MultiLayerLoss, TrainableLayerLoss
 from tf_kd.keras_losses.multiple import VID, ActivationBoundaries, AttentionTransfer, FitNet
-from tf_kd.keras_losses.relation import PKT, RKD, CorrelationCongruence, SimilarityPreserving
+from tf_kd.keras_losses.relation import (IRG, PKT, RKD, CorrelationCongruence,
+                                         SimilarityPreserving)
 from tf_kd.keras_losses.response import DIST, DKD, KD, SoftLogits
 from tf_kd.keras_losses.selectivity import NST
 from tf_kd.keras_losses.shared import FSP, KDEID, KDSVD
 
-__all__ = ["DIST", "DKD", "FSP", "KD", "KDEID", "KDSVD", "NST", "PKT", "RKD", "VID",
+__all__ = ["DIST", "DKD", "FSP", "IRG", "KD", "KDEID", "KDSVD", "NST", "PKT", "RKD", "VID",
            "ActivationBoundaries", "AttentionTransfer", "CorrelationCongruence", "FitNet",
            "LayerLoss", "MultiLayerLoss", "SimilarityPreserving", "SoftLogits",
            "TrainableLayerLoss"]

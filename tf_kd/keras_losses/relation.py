@@ -2,7 +2,7 @@
 
 import keras
 
-from tf_kd.keras_losses.base import LayerLoss, TrainableLayerLoss
+from tf_kd.keras_losses.base import LayerLoss, MultiLayerLoss, TrainableLayerLoss
 from tf_kd.losses import relation
 
 
@@ -102,3 +102,53 @@ class CorrelationCongruence(TrainableLayerLoss):
 
     def get_config(self):
         return {**super().get_config(), "embed_dim": self.embed_dim}
+
+
+@keras.saving.register_keras_serializable(package="tf_kd.keras_losses")
+class IRG(MultiLayerLoss):
+    """Liu et al., CVPR 2019, as AberHu/Knowledge-Distillation-Zoo
+    (`relation.irg`): four layers of each model, in this order: two
+    consecutive stage outputs (the reference: the last two, after their
+    ReLU), the pooled vector and the logits. Vertices: the logits' mean
+    squared error; edges: the normalised squared distances between the
+    batch's examples at the other three layers; transformation: each
+    example's normalised distance between the two stages, within each model.
+    The models' widths may differ; within a model the later stage has the
+    earlier one's width or twice it, and not a larger size.
+
+    Args:
+        vertex_weight, edge_weight, transformation_weight: the reference's
+            `--w_irg_vert 0.1 --w_irg_edge 5.0 --w_irg_tran 5.0` (next to the
+            CE weighted 1: `student_loss_weight=0.5` and the learning rate
+            times 2).
+    """
+
+    min_layers = 4
+
+    def __init__(self, teacher_layer_names, student_layer_names, vertex_weight=0.1,
+                 edge_weight=5.0, transformation_weight=5.0):
+        super().__init__(teacher_layer_names, student_layer_names)
+        if len(self.teacher_layer_names) != 4:
+            raise ValueError("IRG reads four layers of each model: two consecutive stages, the "
+                             f"pooled vector and the logits; got {self.teacher_layer_names}.")
+        self.vertex_weight = vertex_weight
+        self.edge_weight = edge_weight
+        self.transformation_weight = transformation_weight
+
+    def check_shapes(self, teacher_shapes, student_shapes):
+        for role, shapes in (("teacher", teacher_shapes), ("student", student_shapes)):
+            problem = relation.irg_transformation_problem(*shapes[:2])
+            if problem:
+                raise ValueError(f"IRG cannot relate the {role}'s first two layers: {problem}.")
+        if tuple(teacher_shapes[3][1:]) != tuple(student_shapes[3][1:]):
+            raise ValueError(f"IRG's vertices are the logits, of the same shape in both models; "
+                             f"got teacher {teacher_shapes[3]}, student {student_shapes[3]}.")
+
+    def feature_loss(self, student_feats, teacher_feats):
+        return relation.irg(student_feats, teacher_feats, (
+            self.vertex_weight, self.edge_weight, self.transformation_weight))
+
+    def get_config(self):
+        return {**super().get_config(), "vertex_weight": self.vertex_weight,
+                "edge_weight": self.edge_weight,
+                "transformation_weight": self.transformation_weight}

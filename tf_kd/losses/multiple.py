@@ -264,17 +264,19 @@ def review(student_feats, abfs, out_sizes, training=False):
 
 
 def adaptive_average_pool(x, size):
-    """`F.adaptive_avg_pool2d(x, (size, size))` of `[B, H, W, C]`: output
-    row `i` averages input rows `floor(i H / size)` to `ceil((i + 1) H /
-    size) - 1`, and the same for columns."""
-    def bins(n):
-        weights = np.zeros([size, n], np.float32)
+    """`F.adaptive_avg_pool2d(x, (size, size))` of `[B, H, W, C]` (`size`
+    may be a pair `(height, width)`): output row `i` averages input rows
+    `floor(i H / size)` to `ceil((i + 1) H / size) - 1`, and the same for
+    columns."""
+    def bins(n, size):
+        weights = np.zeros([size, n], tf.as_dtype(x.dtype).as_numpy_dtype)
         for i in range(size):
             start, end = i * n // size, -(-(i + 1) * n // size)
             weights[i, start:end] = 1 / (end - start)
         return weights
 
-    return tf.einsum("ih,bhwc,jw->bijc", bins(x.shape[1]), x, bins(x.shape[2]))
+    height, width = (size, size) if isinstance(size, int) else size
+    return tf.einsum("ih,bhwc,jw->bijc", bins(x.shape[1], height), x, bins(x.shape[2], width))
 
 
 def hcl(student_feats, teacher_feats, levels=(4, 2, 1)):

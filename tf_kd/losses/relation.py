@@ -1,6 +1,6 @@
 """Relational knowledge: relations between the examples of a batch (TF1
 `nets/Relation.py`): RKD and MHGD; beyond TF1, RepDistiller's PKT, SP, CC and
-CRD.
+CRD, and IRG.
 
 MHGD (Seunghyun Lee and Byung Cheol Song, "Graph-based knowledge
 distillation by multi-head attention network", BMVC 2019) in brief:
@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from tf_kd import layers
 from tf_kd import svd as svd_ops
+from tf_kd.losses import multiple
 
 
 # -- RKD: Park et al., "Relational knowledge distillation", CVPR 2019.
@@ -501,3 +502,101 @@ def crd(v_s, v_t, indices, contrast_indices, memory):
     updated with the batch."""
     out_s, out_t = memory(v_s, v_t, indices, contrast_indices)
     return contrast_loss(out_s, memory.size) + contrast_loss(out_t, memory.size)
+
+
+# -- Beyond TF1: IRG (Liu et al., "Knowledge distillation via instance
+# relationship graph", CVPR 2019), as AberHu/Knowledge-Distillation-Zoo
+# (65470c846c1300d555815da26999cbe2b51fc815, `kd_losses/irg.py`,
+# `train_kd.py`). The authors' Caffe code (yufanLIU/IRG
+# 0a6837c923cf3a814a4c15022c11a658905297a5) releases each part alone.
+
+def irg_edges(x, eps=1e-12):
+    """IRG's edges of one layer (`euclidean_dist_fm` / `_feat` with
+    `squared=True`): the squared Euclidean distances `[B, B]` between the
+    batch's flattened examples, floored at `eps`, the diagonal zeroed, over
+    their maximum."""
+    x = tf.reshape(x, [tf.shape(x)[0], -1])
+    square = tf.reduce_sum(tf.square(x), 1)
+    distance = tf.maximum(square[:, None] + square[None] - 2 * tf.matmul(x, x, transpose_b=True),
+                          eps)
+    distance = tf.linalg.set_diag(distance, tf.zeros_like(square))
+    return distance / tf.reduce_max(distance)
+
+
+def irg_transformation_problem(shape, next_shape):
+    """Why IRG's transformation cannot relate features of these shapes
+    `[B, H, W, C]` (earlier, later in the network), or None: the reference
+    pools the earlier one down to the later one's size and averages the
+    later one's channels in pairs when it has twice as many, and nothing
+    else."""
+    if len(shape) != 4 or len(next_shape) != 4:
+        return (f"it relates two feature maps [B, H, W, C], not {tuple(shape)} and "
+                f"{tuple(next_shape)}")
+    (h, w, c), (h2, w2, c2) = shape[1:], next_shape[1:]
+    if h < h2 or w < w2:
+        return (f"the earlier feature ({h}x{w}) is smaller than the later one ({h2}x{w2}); "
+                "it pools the earlier one down to the later one's size")
+    if c2 not in (c, 2 * c):
+        return (f"the later feature has {c2} channels and the earlier {c}; it takes the same "
+                "width or twice it (averaging channel pairs), as its reference")
+    return None
+
+
+def _pooled_to(x, size):
+    """`F.adaptive_avg_pool2d(x, size)` of `[B, H, W, C]`: an average pool
+    where `size` divides the map (the same bins), else PyTorch's bins."""
+    (h, w), (h2, w2) = x.shape[1:3], size
+    if (h, w) == (h2, w2):
+        return x
+    if h % h2 == 0 and w % w2 == 0:
+        window = (h // h2, w // w2)
+        return tf.nn.avg_pool2d(x, window, window, "VALID")
+    return multiple.adaptive_average_pool(x, size)
+
+
+def irg_transformation(feature, next_feature, eps=1e-12):
+    """IRG's transformation between two layers of one network
+    (`euclidean_dist_fms`, `squared=True`): `feature` average-pooled to
+    `next_feature`'s size, `next_feature`'s channels averaged in pairs `(2j,
+    2j + 1)` when it has twice as many; per example the squared distance
+    between the two, floored at `eps`, over the batch's maximum (`[B]`)."""
+    problem = irg_transformation_problem(feature.shape, next_feature.shape)
+    if problem:
+        raise ValueError(f"IRG's transformation: {problem}.")
+    feature = _pooled_to(feature, next_feature.shape[1:3])
+    channels = feature.shape[-1]
+    if next_feature.shape[-1] == 2 * channels:
+        next_feature = tf.reduce_mean(
+            tf.reshape(next_feature, [-1, *next_feature.shape[1:3], channels, 2]), -1)
+    difference = tf.reshape(feature - next_feature, [tf.shape(feature)[0], -1])
+    distance = tf.maximum(tf.reduce_sum(tf.square(difference), 1), eps)
+    return distance / tf.reduce_max(distance)
+
+
+def irg(student, teacher, weights=(0.1, 5.0, 5.0)):
+    """IRG's loss (`kd_losses/irg.py`) on `student` and `teacher`, each
+    `(feature, next_feature, pooled, logits)`: the reference's `rb2`, `rb3`
+    (two stage outputs, after their ReLU), `feat` and `out`. With `mse` the
+    mean squared error,
+
+        w_vert mse(logits_s, logits_t)                                 (vertices)
+        + w_edge (mse of the edges of pooled, feature, next_feature) / 3
+        + w_tran mse(transformation_s, transformation_t)
+
+    (`irg_edges`, `irg_transformation`), `weights = (w_vert, w_edge, w_tran)`,
+    `train_kd.py`'s `--w_irg_vert 0.1 --w_irg_edge 5.0 --w_irg_tran 5.0`.
+    The edges are `B x B`, so the two networks' widths and sizes may differ;
+    the transformation stays within each network."""
+    def mse(a, b):
+        return tf.reduce_mean(tf.square(a - b))
+
+    vertex_weight, edge_weight, transformation_weight = weights
+    feature_s, next_s, pooled_s, logits_s = student
+    feature_t, next_t, pooled_t, logits_t = teacher
+    vertex = mse(logits_s, logits_t)
+    edge = (mse(irg_edges(pooled_s), irg_edges(pooled_t))
+            + mse(irg_edges(feature_s), irg_edges(feature_t))
+            + mse(irg_edges(next_s), irg_edges(next_t))) / 3
+    transformation = mse(irg_transformation(feature_s, next_s),
+                         irg_transformation(feature_t, next_t))
+    return vertex_weight * vertex + edge_weight * edge + transformation_weight * transformation
