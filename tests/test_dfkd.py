@@ -194,7 +194,8 @@ def test_fashion_mnist_constants_are_those_of_its_training_set():
 def tiny(tmp_path, teacher_path, **overrides):
     settings = dict(train_dir=str(tmp_path / "run"), Distillation="DFKD", dataset="synthetic",
                     teacher=teacher_path, train_epoch=1, batch_size=32, val_batch_size=50,
-                    width=0.125, test_subset=100, transfer_size=64, dfkd_steps=2, verbose=0)
+                    width=0.125, test_subset=100, transfer_size=64, dfkd_steps=2, verbose=0,
+                    exports="")
     settings.update(overrides)
     return training.Config(**settings)
 

@@ -43,7 +43,7 @@ def teacher(tiny_teacher):
 
 
 TINY = dict(dataset="synthetic", train_epoch=4, batch_size=32, width=0.125, train_subset=64,
-            test_subset=50, verbose=0)
+            test_subset=50, verbose=0, exports="")
 
 
 @pytest.mark.parametrize("key", ["None", "KD-SVD"])

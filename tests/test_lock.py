@@ -20,7 +20,7 @@ from tf_kd.errors import UserError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 TINY = dict(dataset="synthetic", train_epoch=1, batch_size=32, val_batch_size=50,
-            width=0.125, train_subset=64, test_subset=50, verbose=0)
+            width=0.125, train_subset=64, test_subset=50, verbose=0, exports="")
 FLAGS = [f"--{k}={v}" for k, v in TINY.items()]
 
 

@@ -162,7 +162,7 @@ def segmentation_teacher(tmp_path_factory):
 def tiny(train_dir, **overrides):
     settings = dict(train_dir=str(train_dir), dataset="fashion_mnist_seg", model_name="FCN",
                     train_epoch=1, batch_size=32, val_batch_size=100, width=0.125,
-                    train_subset=256, test_subset=200, verbose=0)
+                    train_subset=256, test_subset=200, verbose=0, exports="")
     settings.update(overrides)
     return training.Config(**settings)
 

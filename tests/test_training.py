@@ -34,7 +34,7 @@ def run(script, *args):
 def tiny(train_dir, **overrides):
     settings = dict(train_dir=str(train_dir), dataset="synthetic", train_epoch=1,
                     batch_size=32, val_batch_size=50, width=0.125,
-                    train_subset=128, test_subset=100, verbose=0)
+                    train_subset=128, test_subset=100, verbose=0, exports="")
     settings.update(overrides)
     return training.Config(**settings)
 
@@ -113,6 +113,13 @@ def test_bad_names_list_the_valid_ones(tmp_path):
         training.train(tiny(tmp_path / "a", Distillation="KD-XYZ"))
     with pytest.raises(ValueError, match="fashion_mnist"):
         training.train(tiny(tmp_path / "b", dataset="imagenet"))
+    with pytest.raises(UserError, match="--exports=keras: a comma-separated list of "
+                                        "saved_model, tflite, or empty"):
+        training.train(tiny(tmp_path / "e", exports="keras"))
+    with pytest.raises(UserError, match="--exports=tflite: tflite is converted from the "
+                                        "SavedModel: add saved_model"):
+        training.train(tiny(tmp_path / "e", exports="tflite"))
+    assert not os.path.exists(tmp_path / "e")
 
 
 def test_distillation_without_teacher_is_an_error(tmp_path):

@@ -43,6 +43,9 @@ def test_every_method_runs_through_train(key, teacher_run, tmp_path):
     assert np.all(np.isfinite(history.history["loss"]))
     saved = sio.loadmat(os.path.join(config.train_dir, "train_params.mat"))
     assert "Student/full/biases" in saved and not any(k.startswith("Teacher/") for k in saved)
+    # `tiny` asks for no deployment export (--exports=): the files a teacher is read from
+    assert history.record["artefacts"] == ["log.mat", "train_params.mat", "model.keras"]
+    assert not os.path.exists(os.path.join(config.train_dir, "saved_model"))
 
 
 def test_mismatched_teacher_names_the_flag_or_the_variable(teacher_run, tmp_path):

@@ -17,7 +17,7 @@ from tf_kd import run_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset=synthetic", "--train_epoch=1", "--batch_size=32", "--width=0.125",
-        "--train_subset=64", "--test_subset=50", "--verbose=0"]
+        "--train_subset=64", "--test_subset=50", "--verbose=0", "--exports="]
 
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -13,6 +13,7 @@ from dataloader import budget
 from tf_kd.distribution import STRATEGIES
 from tf_kd.distillers import DISTILLERS
 from tf_kd.errors import UserError
+from tf_kd.exports import DEPLOYMENT as EXPORTS
 from tf_kd.schedules import SCHEDULES
 from tf_kd.transfer_set import Synthesis
 
@@ -83,6 +84,7 @@ class Config:
     jit_compile: bool = False
     labels_per_class: int = 0     # 0: every training image labelled (TF1)
     unlabeled: str = "rest"       # under a budget: "rest" (distilling methods) or "none"
+    exports: str = "saved_model,tflite"   # EXPORTS, beside model.keras and train_params.mat
     export_features: bool = False
     resume: bool = False
     overwrite: bool = False
@@ -95,6 +97,10 @@ class Config:
         return {k: v for k, v in dataclasses.asdict(self).items()
                 if k not in EXECUTION + ("train_dir", "data_dir", "resume", "overwrite",
                                          "verbose")}
+
+    def export_list(self):
+        """`--exports` as a list."""
+        return [e.strip() for e in self.exports.split(",") if e.strip()]
 
     def execution(self):
         """How the run executes (recorded; may change on `--resume`)."""
@@ -178,6 +184,11 @@ def validate(config):
         value = getattr(c, flag)
         _require(math.isfinite(value) and value >= 0, flag, value, "must be >= 0")
     _require(0 <= c.seed < 2 ** 32, "seed", c.seed, "must be in [0, 2**32)")
+    chosen = c.export_list()
+    _require(all(e in EXPORTS for e in chosen), "exports", c.exports,
+             "a comma-separated list of " + ", ".join(EXPORTS) + ", or empty")
+    _require("tflite" not in chosen or "saved_model" in chosen, "exports", c.exports,
+             "tflite is converted from the SavedModel: add saved_model")
     _require(c.verbose in (0, 1, 2), "verbose", c.verbose, "must be 0, 1 or 2")
     _require(c.strategy in STRATEGIES, "strategy", c.strategy,
              "valid: " + ", ".join(STRATEGIES))

@@ -17,6 +17,7 @@ from absl import logging as absl_logging
 from tf_kd import files, tf1_weights
 
 ARTEFACTS = ("train_params.mat", "model.keras", "saved_model", "model.tflite")
+DEPLOYMENT = ("saved_model", "tflite")    # the optional ones (`--exports`)
 
 
 @contextlib.contextmanager
@@ -63,11 +64,13 @@ def serving(network, features=False):
     return keras.Model(network.input, {"logits": network.output["logits"]}, name=network.name)
 
 
-def save_network(network, train_dir, features=False):
-    """Write the four artefacts of `network` into `train_dir`; returns their
-    names. `model.keras` and `train_params.mat` hold the whole network (a
-    `--teacher` reads its features); the SavedModel and `model.tflite` serve
-    `logits` alone unless `features`."""
+def save_network(network, train_dir, deployment=DEPLOYMENT, features=False):
+    """Write `network`'s artefacts into `train_dir`: `train_params.mat`,
+    `model.keras` and the `deployment` exports (of `DEPLOYMENT`; `tflite`
+    needs `saved_model`); returns their names. `model.keras` and
+    `train_params.mat` hold the whole network (a `--teacher` reads its
+    features); the SavedModel and `model.tflite` serve `logits` alone unless
+    `features`."""
     def target(name):
         return os.path.join(train_dir, name)
 
@@ -75,11 +78,16 @@ def save_network(network, train_dir, features=False):
         tf1_weights.save_mat(network, partial)
     with files.replacing(target("model.keras")) as partial:
         network.save(partial)
+    written = ["train_params.mat", "model.keras"]
     with _quiet():
-        with files.replacing(target("saved_model")) as partial:
-            with _disk_full_as_os_error():
-                serving(network, features).export(partial, verbose=False)
-        with glob_free(target("saved_model")) as saved_model:
-            tflite = tf.lite.TFLiteConverter.from_saved_model(saved_model).convert()
-        files.write_bytes(target("model.tflite"), tflite)
-    return list(ARTEFACTS)
+        if "saved_model" in deployment:
+            with files.replacing(target("saved_model")) as partial:
+                with _disk_full_as_os_error():
+                    serving(network, features).export(partial, verbose=False)
+            written.append("saved_model")
+        if "tflite" in deployment:
+            with glob_free(target("saved_model")) as saved_model:
+                tflite = tf.lite.TFLiteConverter.from_saved_model(saved_model).convert()
+            files.write_bytes(target("model.tflite"), tflite)
+            written.append("model.tflite")
+    return written

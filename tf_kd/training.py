@@ -310,7 +310,8 @@ def _fit(config, data, distiller, record, epochs, callbacks):
         student = build_network(dataclasses.replace(config, precision="float32"), data,
                                 config.main_scope)
         student.set_weights(distiller.student.get_weights())
-    artefacts = exports.save_network(student, config.train_dir, config.export_features)
+    artefacts = exports.save_network(student, config.train_dir, config.export_list(),
+                                     config.export_features)
     record.update(state=run_record.FINISHED, history=history, metrics=final_metrics(history),
                   artefacts=["log.mat", *artefacts], finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   sha256={"model.keras": run_record.sha256(

@@ -140,6 +140,11 @@ def define_flags():
                       "Under --labels_per_class: 'rest' gives a distilling method the other "
                       "training images without labels (its distillation term reads them), "
                       "'none' leaves them out.")
+    flags.DEFINE_string("exports", "saved_model,tflite",
+                        "The deployment exports written beside model.keras and "
+                        "train_params.mat (always written: --teacher and test.py read them), "
+                        "comma-separated: saved_model, tflite (converted from the SavedModel); "
+                        "--exports= for none.")
     flags.DEFINE_boolean("export_features", False,
                          "The SavedModel and model.tflite serve every named output, not "
                          "logits alone.")
