@@ -84,7 +84,7 @@ def main(argv):
     root, out = os.path.abspath(args.root), os.path.abspath(args.out)
     common = ["--dataset=fashion_mnist", f"--width={args.width}",
               f"--train_subset={args.train_subset}", f"--test_subset={args.test_subset}",
-              f"--batch_size={args.batch_size}", "--verbose=2"]
+              f"--batch_size={args.batch_size}", "--verbose=2", "--exports="]   # scored only
     timing_path = os.path.join(root, "timing.json")
     os.makedirs(root, exist_ok=True)
     timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {}

@@ -45,10 +45,11 @@ BASELINE = "None"
 # first 5,000 training images (labelled or not) and all 10,000 test images,
 # batches of 32 labelled (and 32 unlabelled) images, 4 epochs of 156 steps
 # with TF1's schedule (0.1, then x0.1 each epoch); initialisation phases
-# scaled like the training (TF1: 40 of 100 epochs, here 2).
+# scaled like the training (TF1: 40 of 100 epochs, here 2). The students are
+# scored, not deployed: no SavedModel or TFLite export (--exports=).
 TRAIN_EPOCH = 4
 PROTOCOL = ["--dataset=fashion_mnist", "--width=0.25", "--train_subset=5000",
-            "--batch_size=32", f"--train_epoch={TRAIN_EPOCH}", "--verbose=2"]
+            "--batch_size=32", f"--train_epoch={TRAIN_EPOCH}", "--verbose=2", "--exports="]
 # Soft_logits as Hinton et al. weigh it (the KL times T^2, equal weights);
 # TF1's 0.3 without T^2 weighs the soft term 27 times less (0.3 against 0.5 x 16).
 # DKD's and ReviewKD's warm-ups (20 of 240 epochs in their references) scaled

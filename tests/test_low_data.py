@@ -19,7 +19,7 @@ from tf_kd import run_record, training  # noqa: E402
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 TINY = ["--width=0.125", "--train_subset=200", "--test_subset=100", "--batch_size=16",
-        "--train_epoch=1", "--val_batch_size=100", "--exports="]
+        "--train_epoch=1", "--val_batch_size=100"]
 
 
 def test_paired_gain_and_pooled_spread():

@@ -93,10 +93,11 @@ class Config:
     def settings(self):
         """The settings that decide what the run computes: a resumed run
         must have the same ones (where the data are, the devices, XLA, how the
-        run is started and what it prints may change)."""
+        run is started, what it prints and which deployment exports it writes
+        may change)."""
         return {k: v for k, v in dataclasses.asdict(self).items()
                 if k not in EXECUTION + ("train_dir", "data_dir", "resume", "overwrite",
-                                         "verbose")}
+                                         "verbose", "exports")}
 
     def export_list(self):
         """`--exports` as a list."""
