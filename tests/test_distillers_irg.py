@@ -1,29 +1,23 @@
 """IRG as a distiller: a step's objective recomputed from the NumPy
 reference of `test_losses_irg.py` (on a teacher twice the student's width,
 and on one of other widths and spatial sizes), the stages it reads, the
-networks it refuses, a few steps that learn, its flags, and a short
-`train.py` run. (`test_distillers.py` runs a step of every method too.)"""
-
-import json
-import os
-import subprocess
-import sys
+networks it refuses, a few steps that learn and its flags. (`test_distillers.py`
+runs a step of every method too; a run on Fashion-MNIST:
+`test_methods_learn.py`.)"""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import dataloader
 import nets
-from tf_kd import networks, optimizers, training
+from tf_kd import networks, optimizers
 from tf_kd.config import Config, method_flags, takes_flag, validate
 from tf_kd.distillers import IRG, get_distiller
 from tf_kd.distillers.base import class_loss
 from tf_kd.errors import UserError
 from test_losses_irg import nchw, np_irg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def batch(n=16, seed=0):
@@ -155,35 +149,3 @@ def test_its_flags():
     for flag in ("irg_w_vert", "irg_w_edge", "irg_w_tran"):
         with pytest.raises(UserError, match=f"--{flag}=-1.0: must be >= 0"):
             validate(Config(Distillation="IRG", teacher="t.keras", **{flag: -1.0}))
-
-
-def test_the_flags_reach_the_distiller(tmp_path):
-    data = dataloader.load("synthetic", train_subset=64, test_subset=10)
-    teacher = nets.ResNet(data.image_shape, data.num_classes, "Teacher", width=0.125)
-    teacher.save(tmp_path / "teacher.keras")
-    config = training.Config(Distillation="IRG", dataset="synthetic", width=0.125,
-                             teacher=str(tmp_path / "teacher.keras"), irg_w_vert=1.0,
-                             irg_w_edge=2.0, irg_w_tran=3.0)
-    assert training.build_distiller(config, data).loss_weights == (1.0, 2.0, 3.0)
-
-
-def test_train_py_runs_irg_with_its_flags(tmp_path):
-    """Two epochs of `train.py --Distillation=IRG` on synthetic data; the
-    record holds the flags."""
-    teacher = nets.ResNet((32, 32, 3), 100, "Teacher", width=0.125)
-    teacher.save(tmp_path / "teacher.keras")
-    train_dir = tmp_path / "irg"
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train.py"), "--Distillation=IRG",
-         f"--teacher={tmp_path / 'teacher.keras'}", "--irg_w_edge=2.5", "--dataset=synthetic",
-         "--train_epoch=2", "--width=0.125", "--train_subset=64", "--test_subset=50",
-         "--batch_size=32", "--verbose=2", f"--train_dir={train_dir}"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Final validation accuracy" in result.stdout
-    record = json.load(open(train_dir / "run.json"))
-    assert record["state"] == "finished"
-    assert record["config"]["irg_w_edge"] == 2.5 and record["config"]["irg_w_tran"] == 5.0
-    distillation = record["history"]["distillation_loss"]
-    assert np.all(np.isfinite(distillation)) and distillation[-1] > 0

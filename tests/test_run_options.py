@@ -3,7 +3,6 @@ record of the input and of how the run executed, the exports a deployment
 reads, the start-up note of a decayed learning rate, and `autotrain`
 passing each method only its own flags."""
 
-import json
 import os
 import subprocess
 import sys
@@ -107,6 +106,8 @@ def untrained_teacher(tmp_path_factory):
     ("CRD", dict(crd_weight=0.5, crd_nce_k=8, crd_feat_dim=16),
      dict(weight=0.5, nce_k=8)),
     ("ReviewKD", dict(reviewkd_weight=5.0, reviewkd_warmup=3), dict(weight=5.0, warmup=3)),
+    ("IRG", dict(irg_w_vert=1.0, irg_w_edge=2.0, irg_w_tran=3.0),
+     dict(loss_weights=(1.0, 2.0, 3.0))),
 ])
 def test_a_methods_own_flags_reach_it(untrained_teacher, method, flags, attributes):
     data = dataloader.load("synthetic", train_subset=64, test_subset=10)
