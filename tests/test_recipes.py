@@ -264,6 +264,34 @@ def test_each_pair_starts_from_its_recipe_and_takes_a_step(
     assert all(np.array_equal(w.numpy(), s) for w, s in zip(teacher.weights, saved))
 
 
+@pytest.mark.parametrize("method, flags", [
+    ("DIST", []), ("PKT", []), ("SP", []), ("CC", []), ("CRD", ["--crd_nce_k=2"]), ("IRG", []),
+])
+def test_each_other_method_takes_a_step_on_cifar100_files(
+        parse, method, flags, tiny_cifar100, built, built_once):
+    """The methods since TF1 that no recipe names (KD, DKD and ReviewKD: above) take a
+    step on resnet56 -> resnet20's recipe, CIFAR-100's files read by the real loader;
+    CRD's batch carries the images' indices (2 negatives: the set has 4 images)."""
+    teacher_file = os.path.join(tiny_cifar100, "resnet56.keras")
+    config = parse(f"--flagfile={os.path.join(RECIPES, 'resnet56_resnet20.flags')}",
+                   f"--Distillation={method}", *flags, f"--teacher={teacher_file}",
+                   f"--data_dir={tiny_cifar100}", "--batch_size=2")
+    validate(config)
+    data, _ = training.load_data(config)
+    if not os.path.exists(teacher_file):
+        training.build_network(config, data, "Teacher", model_name="resnet56").save(
+            teacher_file)
+    distiller = training.build_distiller(config, data)
+    distiller.compile(optimizer=optimizers.Momentum(config.learning_rate), run_eagerly=True)
+    batch = next(iter(dataloader.train_pipeline(data, config.batch_size, seed=config.seed,
+                                                indices=type(distiller).example_indices)))
+    trained = distiller.trainable_variables
+    before = [v.numpy().copy() for v in trained]
+    logs = distiller.train_on_batch(*batch, return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["distillation_loss"] > 0
+    assert all(not np.array_equal(v.numpy(), b) for v, b in zip(trained, before))
+
+
 def test_a_pair_trains_through_train_py_with_a_converted_teacher(tmp_path, tiny_cifar100):
     """scripts/convert_teacher.py's file of the reference's resnet8 (the fixture written
     with torch) is the teacher of a whole run of train.py from resnet56 -> resnet20's
