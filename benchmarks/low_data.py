@@ -23,6 +23,7 @@ class, one line per method, error bars one standard deviation).
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -62,19 +63,36 @@ def command(argv):
     return "python benchmarks/low_data.py " + " ".join(argv)
 
 
-def train(root, budget, methods, seeds, teacher, extra):
+def train(root, budget, methods, seeds, teacher, extra, jobs=1):
     """Run (or finish) every trial of one budget (`extra`: train.py flags
-    after the protocol's); False if one failed."""
-    failed = False
-    for method in methods:
-        failed |= subprocess.run(
-            [sys.executable, os.path.join(ROOT, "scripts", "autotrain.py"),
-             f"--methods={method}", f"--trials={seeds}",
-             f"--root={os.path.join(root, f'labels{budget}')}", "--",
-             *PROTOCOL, f"--labels_per_class={budget}", f"--teacher={teacher}",
-             f"--init_epoch={init_epochs(method, TRAIN_EPOCH)}", *METHOD_FLAGS, *extra],
-            cwd=ROOT).returncode != 0
-    return not failed
+    after the protocol's); False if one failed. With `jobs` > 1 that many
+    methods train at once, in the order given and the student alone last,
+    each on its share of the cores (`TF_NUM_INTRAOP_THREADS`), its output in
+    `labels<budget>/<method>.log`."""
+    directory = os.path.join(root, f"labels{budget}")
+
+    def run(method):
+        command = [sys.executable, os.path.join(ROOT, "scripts", "autotrain.py"),
+                   f"--methods={method}", f"--trials={seeds}", f"--root={directory}", "--",
+                   *PROTOCOL, f"--labels_per_class={budget}", f"--teacher={teacher}",
+                   f"--init_epoch={init_epochs(method, TRAIN_EPOCH)}", *METHOD_FLAGS, *extra]
+        if jobs == 1:
+            return subprocess.run(command, cwd=ROOT).returncode == 0
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        os.makedirs(directory, exist_ok=True)
+        log = os.path.join(directory, f"{method}.log")
+        print(f"{method}: training (its output: {log})", flush=True)
+        with open(log, "a", encoding="utf-8") as output:
+            ok = subprocess.run(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+                                env={**os.environ, "TF_NUM_INTRAOP_THREADS": threads,
+                                     "TF_NUM_INTEROP_THREADS": threads}).returncode == 0
+        print(f"{method}: {'done' if ok else 'FAILED, see ' + log}", flush=True)
+        return ok
+
+    # in parallel the cheapest run, the student alone's, goes last: it fills a core while
+    # the last distilled run ends (the longest first: list them so)
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        return all(list(pool.map(run, sorted(methods, key=lambda m: m == BASELINE))))
 
 
 def accuracies(root, budget, method, seeds):
@@ -187,6 +205,9 @@ def main(argv):
     parser.add_argument("--budgets", default="10,50,100",
                         help="comma-separated labelled images per class")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="methods trained at once, each on its share of the cores (small "
+                        "networks use two cores poorly: 2 on a 2-core CPU is faster)")
     parser.add_argument("--teacher", default=TEACHER)
     parser.add_argument("--root", default="runs/low_data")
     parser.add_argument("--out", default="benchmarks/results/low_data")
@@ -201,6 +222,8 @@ def main(argv):
     unknown = [m for m in methods if m not in DISTILLERS]
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)}; valid: {', '.join(DISTILLERS)}")
+    if args.jobs < 1:
+        parser.error(f"--jobs={args.jobs}: at least 1")
     budgets = [int(b) for b in args.budgets.split(",")]
     root, out = os.path.abspath(args.root), os.path.abspath(args.out)
 
@@ -215,7 +238,7 @@ def main(argv):
         sys.exit(2)
     start = time.time()
     complete = args.report_only or all([train(root, budget, methods, args.seeds, args.teacher,
-                                              extra) for budget in budgets])
+                                              extra, args.jobs) for budget in budgets])
     runs, summary = summarise(root, args.seeds)
     teacher = run_record.read(args.teacher) if os.path.isdir(args.teacher) else None
     result = {"command": command(argv), "date": time.strftime("%Y-%m-%d"),

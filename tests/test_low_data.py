@@ -47,10 +47,15 @@ def test_the_benchmark_reports_what_its_runs_recorded(tmp_path):
         train_subset=200, test_subset=100, batch_size=16, train_epoch=1, verbose=0))
     root, out = tmp_path / "runs", tmp_path / "out"
     args = ["--methods=Soft_logits", "--budgets=2", "--seeds=2", f"--teacher={teacher}",
-            f"--root={root}", f"--out={out}", "--", *TINY]
+            f"--root={root}", f"--out={out}", "--jobs=2", "--", *TINY]
     result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "low_data.py"),
                              *args], capture_output=True, text=True, cwd=ROOT, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
+    for method in ("None", "Soft_logits"):       # two at once, each with its own log
+        log = root / "labels2" / f"{method}.log"
+        assert f"{method}: training (its output: {log})" in result.stdout
+        assert f"{method}: done" in result.stdout
+        assert "Final validation accuracy" in log.read_text()
     recorded = {}
     for method in ("None", "Soft_logits"):
         for seed in (0, 1):
