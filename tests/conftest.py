@@ -4,9 +4,6 @@ import sys
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# as train.py and test.py import TensorFlow (tf_kd/cli/__init__.py), so that a run in a
-# test process computes what the same run of a program does
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The files that take a minute or more (they start many processes), run first:

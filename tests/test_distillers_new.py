@@ -51,6 +51,11 @@ OBJECTIVES = {
         d.student_embed.linear(s["pool"]), d.teacher_embed.linear(t["pool"]))),
 }
 CE_WEIGHT = {"KD": 0.1, "KD+LS": 0.1}
+# PKT's term is a KL between two nearly equal distributions (about 1e-6 before its weight
+# 30000 on these untrained networks): the float32 round-off of the features, which the
+# compiled step's kernels round otherwise than the eager call's where TensorFlow runs
+# oneDNN's (on Intel CPUs, or TF_ENABLE_ONEDNN_OPTS=1), moves it by up to a few 1e-4 of itself
+TERM_TOLERANCE = {"PKT": 2e-3}
 
 
 @pytest.mark.parametrize("case", OBJECTIVES)
@@ -68,7 +73,7 @@ def test_a_step_trains_on_the_references_objective(case):
                 + float(distiller.weight_decay()))
     distiller.on_epoch_begin(epoch)
     logs = distiller.train_on_batch(images, labels, return_dict=True)
-    assert logs["distillation_loss"] == pytest.approx(term, rel=1e-4)
+    assert logs["distillation_loss"] == pytest.approx(term, rel=TERM_TOLERANCE.get(case, 1e-4))
     assert logs["loss"] == pytest.approx(expected, rel=1e-4)
     assert term > 0
 
