@@ -35,6 +35,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tf_kd.cli import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()    # without TensorFlow's start-up banners, as train.py
 from benchmarks.fashion_mnist import init_epochs  # noqa: E402
 from tf_kd import files, run_record  # noqa: E402
 from tf_kd.distillers import DISTILLERS  # noqa: E402
@@ -81,12 +84,12 @@ def train(root, budget, methods, seeds, teacher, extra, jobs=1):
         threads = str(max(1, (os.cpu_count() or 1) // jobs))
         os.makedirs(directory, exist_ok=True)
         log = os.path.join(directory, f"{method}.log")
-        print(f"{method}: training (its output: {log})", flush=True)
+        print(f"{method}: training (its output: {log})\n", end="", flush=True)   # one write
         with open(log, "a", encoding="utf-8") as output:
             ok = subprocess.run(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
                                 env={**os.environ, "TF_NUM_INTRAOP_THREADS": threads,
                                      "TF_NUM_INTEROP_THREADS": threads}).returncode == 0
-        print(f"{method}: {'done' if ok else 'FAILED, see ' + log}", flush=True)
+        print(f"{method}: {'done' if ok else 'FAILED, see ' + log}\n", end="", flush=True)
         return ok
 
     # in parallel the cheapest run, the student alone's, goes last: it fills a core while

@@ -35,7 +35,9 @@ _BANNERS = ("oneDNN custom operations are on",
             "All log messages before absl::InitializeLog() is called")
 
 
-def _import_tensorflow_quietly():
+def import_tensorflow_quietly():
+    """Import TensorFlow as the programs do (above); also for scripts that
+    start with it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return
@@ -65,7 +67,7 @@ def run(function, define_flags, module, usage):
     `app.run` `function(argv)` through `main`. An interruption, also while
     the program starts, is one line and exit status 130."""
     try:
-        _import_tensorflow_quietly()
+        import_tensorflow_quietly()
         define_flags()
         for flag in flags.FLAGS.get_flags_for_module(module):
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
