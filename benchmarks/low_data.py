@@ -68,8 +68,8 @@ def command(argv):
 
 def train(root, budget, methods, seeds, teacher, extra, jobs=1):
     """Run (or finish) every trial of one budget (`extra`: train.py flags
-    after the protocol's); False if one failed. With `jobs` > 1 that many
-    methods train at once, in the order given and the student alone last,
+    after the protocol's), in the order given and the student alone last;
+    False if one failed. With `jobs` > 1 that many methods train at once,
     each on its share of the cores (`TF_NUM_INTRAOP_THREADS`), its output in
     `labels<budget>/<method>.log`."""
     directory = os.path.join(root, f"labels{budget}")
@@ -92,7 +92,7 @@ def train(root, budget, methods, seeds, teacher, extra, jobs=1):
         print(f"{method}: {'done' if ok else 'FAILED, see ' + log}\n", end="", flush=True)
         return ok
 
-    # in parallel the cheapest run, the student alone's, goes last: it fills a core while
+    # the cheapest run, the student alone's, goes last: side by side it fills a core while
     # the last distilled run ends (the longest first: list them so)
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         return all(list(pool.map(run, sorted(methods, key=lambda m: m == BASELINE))))

@@ -16,7 +16,6 @@ from absl import logging as absl_logging
 
 from tf_kd import files, tf1_weights
 
-ARTEFACTS = ("train_params.mat", "model.keras", "saved_model", "model.tflite")
 DEPLOYMENT = ("saved_model", "tflite")    # the optional ones (`--exports`)
 
 
