@@ -55,6 +55,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# oneDNN's kernels on, as train.py runs (tf_kd/cli/__init__.py), unless the environment says
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

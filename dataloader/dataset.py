@@ -34,3 +34,13 @@ class Dataset:
     def segmentation(self):
         """Whether the labels are per-pixel label maps."""
         return self.train_labels.ndim == 3
+
+    @property
+    def example_labels(self):
+        """int64 `[N]`: the label of each training image by its place in the
+        batches' indices (`train_pipeline(indices=True)`): the labelled images,
+        then the unlabelled ones (-1)."""
+        labels = np.asarray(self.train_labels, np.int64).reshape(-1)
+        if self.unlabeled_images is None:
+            return labels
+        return np.concatenate([labels, np.full(len(self.unlabeled_images), -1, np.int64)])

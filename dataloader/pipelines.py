@@ -81,11 +81,9 @@ def _budget_batches(data, batch_size, steps, seed, first_epoch, replicas, indice
     images after them, with `batch_size` labels. A batch split over
     `replicas` gives each replica its labelled images, then its unlabelled
     ones, so that its labels name its first images (`tf_kd.distillers.base.labelled`).
-    `indices` (the labelled images' places) needs a budget without unlabelled images."""
+    `indices`: the images' places, the unlabelled ones after the labelled
+    (`Dataset.example_labels`)."""
     unlabeled = data.unlabeled_images
-    if unlabeled is not None and indices:
-        raise UserError("a method that reads the training images' indices takes no "
-                        "unlabelled images: pass --unlabeled=none.")
     if unlabeled is not None and batch_size % replicas:
         raise UserError(f"--batch_size={batch_size}: with unlabelled images it must be a "
                         f"multiple of the {replicas} replicas.")
@@ -111,8 +109,15 @@ def _budget_batches(data, batch_size, steps, seed, first_epoch, replicas, indice
             return (batch, orders[0]) if indices else batch, batch_labels
         both = preprocessing.augment(batch, step_seed)
         per_replica = tf.reshape(both, [2, replicas, batch_size // replicas, *data.image_shape])
-        return (tf.reshape(tf.transpose(per_replica, [1, 0, 2, 3, 4, 5]),
-                           [2 * batch_size, *data.image_shape]), batch_labels)
+        both = tf.reshape(tf.transpose(per_replica, [1, 0, 2, 3, 4, 5]),
+                          [2 * batch_size, *data.image_shape])
+        if not indices:
+            return both, batch_labels
+        # per replica its labelled places, then its unlabelled ones (a concatenation:
+        # oneDNN refuses to transpose integers on CPUs without AVX-512)
+        places = tf.concat([tf.reshape(orders[0], [replicas, -1]),
+                            tf.reshape(len(data.train_images) + orders[1], [replicas, -1])], 1)
+        return (both, tf.reshape(places, [-1])), batch_labels
 
     return (tf.data.Dataset.counter(first_epoch)
             .flat_map(epoch_batches)

@@ -39,6 +39,9 @@ from absl import flags as absl_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from tf_kd.cli import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()    # without TensorFlow's start-up banners, as train.py
 from tf_kd import config  # noqa: E402
 
 EXIT_INTERRUPTED = 130

@@ -17,10 +17,6 @@ cd "$(dirname "$0")/.."
 echo "== Installing what tf-kd needs (scripts/install.sh)"
 bash scripts/install.sh
 export TF_CPP_MIN_LOG_LEVEL=2
-# TensorFlow's oneDNN kernels, which it turns on by itself only on Intel CPUs: a step
-# takes 0.53-0.99x PyTorch's time with them on a 2-core AMD EPYC, 0.95-1.29x without
-# (docs/benchmarks.md); the environment may say otherwise
-export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
 echo "== Students alone and distilled from teachers/fashion_mnist -> runs/quickstart"
 python3 benchmarks/low_data.py --methods=KD-SVD,MHGD,Soft_logits --budgets=10 --seeds=1 \
   --jobs=2 --root=runs/quickstart --out=runs/quickstart \

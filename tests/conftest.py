@@ -1,9 +1,13 @@
 import os
+import re
 import sys
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# as train.py and test.py import TensorFlow (tf_kd/cli/__init__.py), so that a run in a
+# test process computes what the same run of a program does
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The files that take a minute or more (they start many processes), run first:
@@ -43,3 +47,15 @@ def tiny_teacher(tmp_path_factory):
     train_dir = tmp_path_factory.mktemp("tiny_teacher") / "run"
     training.train(training.Config(train_dir=str(train_dir), **TINY_TEACHER))
     return train_dir
+
+
+@pytest.fixture
+def no_tensorflow_errors(capfd):
+    """Fails the test if TensorFlow's C++ code logged an error line
+    (`E<mmdd> ...`, shown whatever `TF_CPP_MIN_LOG_LEVEL`) while it ran: a
+    graph rewrite that failed, a kernel that was refused (docs/training.md,
+    oneDNN)."""
+    yield
+    captured = capfd.readouterr()
+    errors = [line for line in captured.err.splitlines() if re.match(r"E\d{4} ", line)]
+    assert not errors, errors

@@ -87,6 +87,29 @@ def test_batches_put_each_replicas_labelled_images_first(replicas):
     np.testing.assert_array_equal(resumed[0].numpy(), batches[steps][0].numpy())
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_indices_place_the_unlabelled_images_after_the_labelled(replicas):
+    """`indices=True` (CRD's memory banks): the same batches, with each
+    image's place among the labelled images, then the unlabelled ones, the
+    places `Dataset.example_labels` labels (-1 without a label)."""
+    budgeted, _ = budget.apply(constant_images(), 4, seed=0, keep_unlabeled=True)
+    image_of_place = np.concatenate([budgeted.train_images[:, 0, 0, 0],
+                                     budgeted.unlabeled_images[:, 0, 0, 0]])
+    example_labels = budgeted.example_labels
+    assert list(example_labels[:12]) == list(budgeted.train_labels)
+    assert list(example_labels[12:]) == [-1] * 48
+    plain = dataloader.train_pipeline(budgeted, 8, seed=1, replicas=replicas)
+    indexed = dataloader.train_pipeline(budgeted, 8, seed=1, replicas=replicas, indices=True)
+    for (images, labels), ((same, places), same_labels) in itertools.islice(
+            zip(plain, indexed), 8):
+        np.testing.assert_array_equal(same.numpy(), images.numpy())
+        np.testing.assert_array_equal(same_labels.numpy(), labels.numpy())
+        np.testing.assert_array_equal(image_of_place[places.numpy()], ids(images))
+        per_replica = example_labels[places.numpy()].reshape(replicas, 2, 8 // replicas)
+        np.testing.assert_array_equal(per_replica[:, 0].ravel(), labels.numpy())
+        assert np.all(per_replica[:, 1] == -1)
+
+
 def test_without_unlabeled_images_a_batch_is_labelled_images_only():
     budgeted, _ = budget.apply(constant_images(), 4, seed=0, keep_unlabeled=False)
     images, labels = next(iter(dataloader.train_pipeline(budgeted, 8, seed=1)))

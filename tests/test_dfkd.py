@@ -207,7 +207,7 @@ def saved_teacher(tmp_path, input_shape, num_classes):
     return path
 
 
-def test_dfkd_through_train_writes_and_learns_from_its_transfer_set(tmp_path):
+def test_dfkd_through_train_writes_and_learns_from_its_transfer_set(tmp_path, no_tensorflow_errors):
     """(DFKD's run of tests/test_training_methods.py's every method: the same checks.)"""
     config = tiny(tmp_path, saved_teacher(tmp_path, (32, 32, 3), 100))
     history = training.train(config)

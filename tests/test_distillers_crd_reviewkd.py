@@ -123,7 +123,8 @@ def test_crd_embeds_each_width_and_refuses_one_class():
 @pytest.mark.parametrize("per_class", [0, 2])
 def test_the_pipeline_carries_the_example_indices(per_class):
     """`((images, indices), labels)`: the labels are those of the indexed
-    training images, also under a budget without unlabelled images."""
+    training images, also under a budget without unlabelled images (with
+    them: tests/test_budget.py)."""
     data = dataloader.load("fashion_mnist", train_subset=256, test_subset=10)
     if per_class:
         data, _ = budget.apply(data, per_class, seed=0, keep_unlabeled=False)
@@ -131,10 +132,32 @@ def test_the_pipeline_carries_the_example_indices(per_class):
                                                                      indices=True)))
     assert images.shape == (16, 32, 32, 1)
     np.testing.assert_array_equal(labels.numpy(), data.train_labels[indices.numpy()])
-    with_unlabeled, _ = budget.apply(dataloader.load("fashion_mnist", train_subset=256), 2,
-                                     seed=0, keep_unlabeled=True)
-    with pytest.raises(UserError, match="--unlabeled=none"):
-        dataloader.train_pipeline(with_unlabeled, 16, seed=0, indices=True)
+
+
+def test_with_unlabelled_images_crd_draws_negatives_from_every_image():
+    """Unlabelled images (label -1) have no class: every image's negatives
+    are drawn uniformly from all the training images (the reference's
+    memory draw without contrast indices), the banks holding one entry per
+    image, labelled or not; a step on a budget batch (8 labelled, then 8
+    unlabelled images) moves the entries of all 16."""
+    labels = np.concatenate([TRAIN_LABELS[:20], np.full(44, -1)])
+    distiller = compiled(CRD(*networks(), train_labels=labels, nce_k=6400))
+    assert distiller.by_instance and distiller.contrast.memory_s.shape == (64, 128)
+    indices = tf.constant([3, 10, 47], tf.int64)
+    contrast = distiller.contrast_indices(indices).numpy()
+    np.testing.assert_array_equal(contrast[:, 0], indices)
+    for row in contrast:
+        counts = np.bincount(row[1:], minlength=64)
+        assert counts.min() > 0.6 * 100 and counts.max() < 1.4 * 100
+        assert np.sum((counts - 100) ** 2 / 100) < 110   # chi2(63): p < 4e-4
+    images, _ = batch(16)
+    places = np.array([0, 1, 2, 3, 4, 5, 6, 7, 20, 30, 31, 40, 50, 60, 62, 63], "int32")
+    banks = distiller.contrast.memory_s.numpy()
+    logs = distiller.train_on_batch((images, places), TRAIN_LABELS[:8].astype("int32"),
+                                    return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["distillation_loss"] > 0
+    moved = np.any(distiller.contrast.memory_s.numpy() != banks, axis=1)
+    np.testing.assert_array_equal(np.flatnonzero(moved), places)
 
 
 # -- ReviewKD
@@ -218,8 +241,6 @@ def test_reviewkd_needs_the_teachers_preactivation_features():
     (dict(Distillation="CRD", crd_nce_k=0), "--crd_nce_k=0: must be at least 1"),
     (dict(Distillation="CRD", crd_nce_m=1.0), r"--crd_nce_m=1.0: must be in \[0, 1\)"),
     (dict(Distillation="CRD", crd_nce_t=0.0), "--crd_nce_t=0.0: must be a positive number"),
-    (dict(Distillation="CRD", labels_per_class=5),
-     "--unlabeled=rest: --Distillation=CRD keeps a place per labelled training image"),
     (dict(Distillation="ReviewKD", reviewkd_warmup=0), "--reviewkd_warmup=0: must be at least 1"),
     (dict(Distillation="ReviewKD", reviewkd_weight=-1.0), "--reviewkd_weight=-1.0: must be >= 0"),
 ])

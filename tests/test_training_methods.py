@@ -31,7 +31,7 @@ INIT_KEYS = {"FitNet", "FSP", "AB", "FT", "MHGD", "KA"}
 # and of the runs of tests/test_precision.py, tests/test_run_refusals.py, ...).
 @pytest.mark.parametrize("key", ["Soft_logits", "DML", "FT", "FitNet", "AT", "AB", "VID",
                                  "FSP", "KD-SVD", "KD-EID", "RKD", "MHGD", "NST", "KA"])
-def test_every_method_runs_through_train(key, teacher_run, tmp_path):
+def test_every_method_runs_through_train(key, teacher_run, tmp_path, no_tensorflow_errors):
     config = tiny(tmp_path / key, Distillation=key,
                   teacher="" if key == "DML" else os.path.join(teacher_run, "train_params.mat"),
                   init_epoch=1 if key in INIT_KEYS else -1)

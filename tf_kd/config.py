@@ -223,11 +223,6 @@ def validate(config):
              <= set(nets.SCALABLE), "width", c.width, "only " + " and ".join(nets.SCALABLE)
              + " take a channel multiplier; the RepDistiller networks have their published "
              "widths: drop the flag")
-    if method.example_indices:
-        _require(not c.labels_per_class or c.unlabeled == "none", "unlabeled", c.unlabeled,
-                 f"--Distillation={c.Distillation} keeps a place per labelled training image "
-                 "and reads each image's class, which unlabelled images lack: pass "
-                 "--unlabeled=none")
     if method.data_free:
         _require(c.transfer_size >= c.batch_size, "transfer_size", c.transfer_size,
                  f"makes no full batch of --batch_size={c.batch_size}")

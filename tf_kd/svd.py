@@ -70,8 +70,11 @@ def svd_gradient(s, u, v, dv):
     s2 = tf.square(s)
     eye = tf.eye(tf.shape(s)[-1], dtype=s.dtype)[None]
     # k[i, j] = 1 / (s_i^2 - s_j^2) off the diagonal; TF1 uses its transpose.
+    # (removenan before the transpose: the other order has TensorFlow's graph
+    # optimiser transpose a boolean mask, which its oneDNN kernels refuse on
+    # CPUs without AVX-512, with an error line.)
     k = (1 - eye) / (s2[:, :, None] - s2[:, None, :] + eye)
-    k_t = removenan(_mT(k))
+    k_t = _mT(removenan(k))
 
     def msym(m):
         return m + _mT(m)

@@ -132,7 +132,7 @@ def build_distiller(config, data):
     if config.init_epoch >= 0:
         kwargs["init_epoch"] = config.init_epoch
     if method.example_indices:
-        kwargs["train_labels"] = data.train_labels
+        kwargs["train_labels"] = data.example_labels
     kwargs.update({argument: getattr(config, flag)
                    for flag, argument in method.flags.items() if argument})
     return method(student, **kwargs)

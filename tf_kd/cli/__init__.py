@@ -6,9 +6,10 @@ defines the program's flags as the program starts, so both modules import
 into one process (a library may expose both) and Ctrl-C while the program
 starts is reported as any interruption. TensorFlow is imported with its C++
 INFO and WARNING lines left out (`TF_CPP_MIN_LOG_LEVEL=2` unless the
-environment sets it; errors still show) and without the oneDNN start-up
-banner, which that level does not reach; anything else it prints while it
-loads is passed on.
+environment sets it; errors still show), with oneDNN's CPU kernels on
+whatever the CPU (`TF_ENABLE_ONEDNN_OPTS=1` unless the environment sets it)
+and without their start-up banner, which that level does not reach;
+anything else it prints while it loads is passed on.
 
 What a user can fix is one line on stderr and an exit status, without a
 traceback: a bad flag or a stray argument (2, with a pointer to
@@ -39,6 +40,10 @@ def import_tensorflow_quietly():
     """Import TensorFlow as the programs do (above); also for scripts that
     start with it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # oneDNN's CPU kernels, which TensorFlow turns on by itself only on Intel CPUs: on a
+    # 2-core AMD EPYC a training step took 0.53-0.99x PyTorch eager's time with them,
+    # 0.95-1.29x without (benchmarks/results/torch_compare*.md).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()

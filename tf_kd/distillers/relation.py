@@ -182,8 +182,13 @@ class CRD(Distiller):
     draws are with replacement (the reference's without, unless `nce_k`
     exceeds the other classes' images): each negative has the same
     distribution, the expected loss and gradient are the same
-    (docs/differences.md). One replica only: the banks are updated in place
-    from the replica's batch.
+    (docs/differences.md). Where the training images include unlabelled
+    ones (`--labels_per_class` with `--unlabeled=rest`; `train_labels` -1),
+    which have no class, every image's `nce_k` negatives are drawn uniformly
+    from all the training images instead, as the reference's memory draws
+    them when its data set gives no contrast indices (`ContrastMemory.forward`
+    with `idx=None`: `multinomial.draw` over uniform weights). One replica
+    only: the banks are updated in place from the replica's batch.
     """
 
     reads = (networks.POOL,)
@@ -198,16 +203,18 @@ class CRD(Distiller):
             raise UserError("CRD updates its memory banks in place from each batch: it "
                             "trains on one replica (--strategy=default).")
         labels = np.asarray(train_labels, np.int64).reshape(-1)
-        counts = np.bincount(labels)
-        if np.any(counts == len(labels)):
-            raise UserError("CRD draws each image's negatives from the other classes: the "
-                            "training images are all of one class.")
         self.weight, self.nce_k = weight, nce_k
-        # the training split sorted by class: class c is at [start_c, start_c + count_c)
-        self.labels = tf.constant(labels)
-        self.by_class = tf.constant(np.argsort(labels, kind="stable"))
-        self.class_start = tf.constant(np.cumsum(counts) - counts)
-        self.class_count = tf.constant(counts)
+        self.by_instance = bool(np.any(labels < 0))
+        if not self.by_instance:
+            counts = np.bincount(labels)
+            if np.any(counts == len(labels)):
+                raise UserError("CRD draws each image's negatives from the other classes: "
+                                "the training images are all of one class.")
+            # the training split sorted by class: class c is at [start_c, start_c + count_c)
+            self.labels = tf.constant(labels)
+            self.by_class = tf.constant(np.argsort(labels, kind="stable"))
+            self.class_start = tf.constant(np.cumsum(counts) - counts)
+            self.class_count = tf.constant(counts)
         self.student_embed = relation.Embed(feat_dim, name="embed_s")
         self.teacher_embed = relation.Embed(feat_dim, name="embed_t")
         self.student_embed.build(student.output["pool"].shape)
@@ -218,13 +225,16 @@ class CRD(Distiller):
 
     def contrast_indices(self, indices):
         """`[B, 1 + nce_k]`: each image's index, then `nce_k` indices of
-        training images of other classes, drawn uniformly by (seed, step)."""
-        label = tf.gather(self.labels, indices)
-        start, count = tf.gather(self.class_start, label), tf.gather(self.class_count, label)
+        training images of other classes (of any image, `by_instance`),
+        drawn uniformly by (seed, step)."""
         seed = tf.stack([tf.constant(self.sample_seed, tf.int64),
                          tf.convert_to_tensor(self.optimizer.iterations, tf.int64)])
         draws = tf.random.stateless_uniform([tf.shape(indices)[0], self.nce_k], seed,
                                             minval=None, maxval=None, dtype=tf.int64)
+        if self.by_instance:
+            return tf.concat([indices[:, None], tf.math.floormod(draws, self.contrast.size)], 1)
+        label = tf.gather(self.labels, indices)
+        start, count = tf.gather(self.class_start, label), tf.gather(self.class_count, label)
         # a place among the other classes' images, skipping the image's own class
         place = tf.math.floormod(draws, (self.contrast.size - count)[:, None])
         place += tf.where(place >= start[:, None], count[:, None], 0)
