@@ -73,7 +73,12 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line(tmp_path):
                 break
         time.sleep(0.005)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stderr = process.communicate()[1]
+        pytest.fail(f"still running 60 s after Ctrl-C; its stderr: {stderr[-3000:]}")
     assert process.returncode == 130 and stderr == "interrupted (Ctrl-C).\n", stderr[-3000:]
     assert not os.path.exists(tmp_path / "run")
 

@@ -7,12 +7,9 @@ anything else and no run record is not this project's: it is refused,
 (`tf_kd.lock`), which the run holds to its end.
 """
 
-import contextlib
 import os
-import signal
-import threading
 
-from tf_kd import checkpoint, files, lock, run_record
+from tf_kd import checkpoint, files, lock, run_record, signals
 from tf_kd.config import Config
 from tf_kd.errors import UserError
 
@@ -91,7 +88,7 @@ def finish(directory, record):
     SIGTERM and SIGINT wait until both are done, so a finished run stays
     finished (a kill between them leaves a `state/` that
     `remove_leftover_state` removes)."""
-    with _signals_deferred():
+    with signals.deferred():
         run_record.write(directory, record)
         files.remove(os.path.join(directory, checkpoint.DIRECTORY))
 
@@ -103,22 +100,3 @@ def remove_leftover_state(directory):
         return False
     files.remove(state)
     return True
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """SIGTERM and SIGINT received inside the block are delivered after it
-    (outside the main thread, where Python sets no handler, it defers nothing)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
-                for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in received:
-            signal.raise_signal(signum)

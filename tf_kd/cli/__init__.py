@@ -27,6 +27,7 @@ import tempfile
 
 from absl import app, flags
 
+from tf_kd import signals
 from tf_kd.errors import Diverged, UserError, WorkerLost
 
 EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_WORKER_LOST, EXIT_INTERRUPTED = 2, 3, 4, 130
@@ -48,7 +49,9 @@ def import_tensorflow_quietly():
         return
     sys.stderr.flush()
     stderr = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
+    # Ctrl-C waits for the import to end: a KeyboardInterrupt inside TensorFlow's import
+    # may be swallowed there or leave it half-initialised, unable to exit.
+    with tempfile.TemporaryFile() as captured, signals.deferred():
         os.dup2(captured.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
