@@ -70,4 +70,11 @@ def test_translator_keeps_weight_decay_and_normalises():
 
 
 def test_leaky_relu_slope_is_tf1():
+    """`tf.nn.leaky_relu(alpha=0.2)`: the same values and gradients, at 0 too."""
+    x = tf.constant([-1.5, -0.0, 0.0, 2.0, 1e-30, -1e-30])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours, tf1 = layers.leaky_relu(x), tf.nn.leaky_relu(x, alpha=0.2)
+    np.testing.assert_array_equal(ours, tf1)
+    np.testing.assert_array_equal(tape.gradient(ours, x), tape.gradient(tf1, x))
     np.testing.assert_allclose(layers.leaky_relu(tf.constant([-1.0, 2.0])), [-0.2, 2.0])

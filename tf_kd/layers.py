@@ -18,7 +18,6 @@ import math
 
 import keras
 import tensorflow as tf
-from keras import ops
 from keras.src import api_export
 
 WEIGHT_DECAY = 5e-4
